@@ -1,0 +1,125 @@
+"""Loading MNIST from either of its two published layouts, validated before any training starts.
+
+* a Keras ``mnist.npz`` (``x_train``, ``y_train``, ``x_test``, ``y_test``), and
+* a directory holding the four official IDX files, gzipped or raw.
+"""
+
+import dataclasses
+import gzip
+import hashlib
+import os
+import struct
+import zipfile
+
+import numpy as np
+
+from .errors import UsageError
+
+IMAGE_SHAPE = (28, 28)
+NUM_CLASSES = 10
+NPZ_KEYS = ("x_train", "y_train", "x_test", "y_test")
+IDX_FILES = {
+    "x_train": "train-images-idx3-ubyte",
+    "y_train": "train-labels-idx1-ubyte",
+    "x_test": "t10k-images-idx3-ubyte",
+    "y_test": "t10k-labels-idx1-ubyte",
+}
+_IDX_DTYPES = {0x08: np.uint8}  # MNIST uses unsigned bytes only
+
+
+@dataclasses.dataclass(frozen=True)
+class Dataset:
+    x_train: np.ndarray  # (N, 28, 28) uint8, ink is bright
+    y_train: np.ndarray  # (N,) uint8 in 0..9
+    x_test: np.ndarray
+    y_test: np.ndarray
+    sha256: str  # of the .npz file, or of the IDX files' names and hashes
+
+
+def load_dataset(path: str) -> Dataset:
+    """Load and validate the dataset at `path`; raise UsageError naming what is wrong."""
+    if os.path.isdir(path):
+        arrays, digest = _load_idx_dir(path)
+    elif os.path.isfile(path):
+        arrays, digest = _load_npz(path)
+    else:
+        raise UsageError(f"dataset not found: {path}")
+    _validate(arrays, path)
+    return Dataset(**arrays, sha256=digest)
+
+
+def sha256_file(path: str) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as stream:
+        for block in iter(lambda: stream.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _load_npz(path):
+    try:
+        with np.load(path, allow_pickle=False) as archive:
+            missing = [key for key in NPZ_KEYS if key not in archive.files]
+            if missing:
+                raise UsageError(f"{path}: not a Keras mnist.npz, missing {', '.join(missing)}")
+            arrays = {key: archive[key] for key in NPZ_KEYS}
+    except UsageError:
+        raise
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as error:
+        raise UsageError(f"{path}: not a readable .npz file ({error})") from None
+    return arrays, sha256_file(path)
+
+
+def _load_idx_dir(path):
+    arrays, lines = {}, []
+    for key, stem in IDX_FILES.items():
+        found = _find_idx_file(path, stem)
+        arrays[key] = _read_idx(found)
+        lines.append(f"{os.path.basename(found)} {sha256_file(found)}\n")
+    return arrays, hashlib.sha256("".join(lines).encode()).hexdigest()
+
+
+def _find_idx_file(directory, stem):
+    # The files circulate as "train-images-idx3-ubyte" and as "train-images.idx3-ubyte", gzipped or not.
+    dotted = stem.replace("-idx", ".idx")
+    for name in (stem, stem + ".gz", dotted, dotted + ".gz"):
+        candidate = os.path.join(directory, name)
+        if os.path.isfile(candidate):
+            return candidate
+    raise UsageError(f"{directory}: no {stem}[.gz] (a dataset directory needs the four MNIST IDX files)")
+
+
+def _read_idx(path):
+    try:
+        opener = gzip.open if path.endswith(".gz") else open
+        with opener(path, "rb") as stream:
+            data = stream.read()
+    except (OSError, EOFError) as error:
+        raise UsageError(f"{path}: unreadable ({error})") from None
+    if len(data) < 4 or data[:2] != b"\0\0" or data[2] not in _IDX_DTYPES:
+        raise UsageError(f"{path}: not an IDX file of unsigned bytes")
+    ndim = data[3]
+    header = 4 + 4 * ndim
+    if len(data) < header:
+        raise UsageError(f"{path}: truncated IDX header")
+    shape = struct.unpack(f">{ndim}I", data[4:header])
+    if len(data) - header != int(np.prod(shape)):
+        raise UsageError(f"{path}: IDX size does not match its header shape {shape}")
+    return np.frombuffer(data, dtype=np.uint8, offset=header).reshape(shape)
+
+
+def _validate(arrays, path):
+    for part in ("train", "test"):
+        images, labels = arrays[f"x_{part}"], arrays[f"y_{part}"]
+        if images.dtype != np.uint8:
+            raise UsageError(f"{path}: x_{part} must be uint8 pixels, not {images.dtype}")
+        if images.ndim != 3 or images.shape[1:] != IMAGE_SHAPE or images.shape[0] == 0:
+            raise UsageError(f"{path}: x_{part} must have shape (N, 28, 28), not {images.shape}")
+        if not np.issubdtype(labels.dtype, np.integer):
+            raise UsageError(f"{path}: y_{part} must be integer labels, not {labels.dtype}")
+        if labels.shape != (images.shape[0],):
+            raise UsageError(
+                f"{path}: y_{part} has shape {labels.shape} but x_{part} holds {images.shape[0]} images"
+            )
+        if labels.min() < 0 or labels.max() >= NUM_CLASSES:
+            raise UsageError(f"{path}: y_{part} labels must lie in 0..9, found {labels.min()}..{labels.max()}")

@@ -1,0 +1,78 @@
+"""Turning pixels into the network's input: the one path shared by training and serving.
+
+`to_model_input` is the only conversion from pixels to what the net sees; the trainer calls it on the
+dataset and the server on every request. `mnist_like` first brings an arbitrary image (a drawing, a
+photo of a digit) into the form MNIST's authors gave their digits, so that serving sees what training saw.
+"""
+
+import numpy as np
+from PIL import Image
+
+from .errors import UsageError
+
+SIDE = 28  # MNIST images are 28x28 ...
+BOX = 20  # ... with the digit scaled into a 20x20 box and centred by its centre of mass
+INK_THRESHOLD = 0.1  # fraction of the brightest ink below which a pixel counts as background
+
+
+def to_model_input(images) -> np.ndarray:
+    """Pixels (N, 28, 28) or (N, 28, 28, 1), uint8 0-255 or floats 0-1 → float32 (N, 28, 28, 1) in 0-1."""
+    array = np.asarray(images)
+    if array.ndim == 3:
+        array = array[..., np.newaxis]
+    if array.ndim != 4 or array.shape[1:] != (SIDE, SIDE, 1):
+        raise ValueError(f"expected images of shape (N, 28, 28[, 1]), got {array.shape}")
+    if array.dtype == np.uint8:
+        return array.astype(np.float32) / np.float32(255)
+    return array.astype(np.float32, copy=False)
+
+
+def mnist_like(image: Image.Image) -> np.ndarray:
+    """Normalise any image of one digit the way MNIST was made; returns (28, 28) uint8, ink bright.
+
+    Grayscale (ink from alpha when the image is transparent), inverted when the background is light,
+    cropped to the ink's bounding box, the longer side scaled to 20 px keeping the aspect ratio, then
+    placed in 28x28 so that the centre of mass is in the centre.
+    """
+    ink = _ink(image)
+    if ink.max() == 0:
+        raise UsageError("the image holds no ink: draw or upload a digit")
+    ink *= 255 / ink.max()  # faint pencil and full black alike become MNIST's full-strength ink
+    rows = np.flatnonzero(ink.max(axis=1) > INK_THRESHOLD * 255)
+    cols = np.flatnonzero(ink.max(axis=0) > INK_THRESHOLD * 255)
+    ink = ink[rows[0] : rows[-1] + 1, cols[0] : cols[-1] + 1]
+
+    height, width = ink.shape
+    scale = BOX / max(height, width)
+    size = (max(1, round(width * scale)), max(1, round(height * scale)))
+    scaled = Image.fromarray(ink).resize(size, Image.Resampling.LANCZOS)
+    digit = np.asarray(scaled, dtype=np.float32).clip(0, 255)  # Lanczos rings a little below 0
+
+    ys, xs = np.indices(digit.shape)
+    centre = (SIDE - 1) / 2
+    top = round(centre - (ys * digit).sum() / digit.sum())
+    left = round(centre - (xs * digit).sum() / digit.sum())
+    return _paste(digit, top, left).round().astype(np.uint8)
+
+
+def _ink(image: Image.Image) -> np.ndarray:
+    """The image as a float32 array where ink is high and background is 0, on a 0-255 scale."""
+    if image.mode in ("RGBA", "LA", "PA") or (image.mode == "P" and "transparency" in image.info):
+        alpha = np.asarray(image.convert("RGBA").getchannel("A"), dtype=np.float32)
+        if alpha.min() < 255:
+            return alpha
+    gray = np.asarray(image.convert("L"), dtype=np.float32)
+    border = np.concatenate([gray[0], gray[-1], gray[:, 0], gray[:, -1]])
+    if np.median(border) > 127:  # a light background: dark ink on paper
+        gray, border = 255 - gray, 255 - border
+    return np.clip(gray - np.median(border), 0, None)  # a grey background (a photo) is not ink
+
+
+def _paste(digit, top, left):
+    """Place `digit` at (top, left) on a black 28x28 square, clipping whatever falls outside."""
+    canvas = np.zeros((SIDE, SIDE), dtype=np.float32)
+    height, width = digit.shape
+    y0, x0 = max(top, 0), max(left, 0)
+    y1, x1 = min(top + height, SIDE), min(left + width, SIDE)
+    canvas[y0:y1, x0:x1] = digit[y0 - top : y1 - top, x0 - left : x1 - left]
+    return canvas

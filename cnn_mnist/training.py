@@ -1,0 +1,138 @@
+"""Training the ConvNet and writing its self-describing output directory.
+
+Import this only after `backends.select_backend`: it imports Keras.
+"""
+
+import dataclasses
+import os
+import platform
+import sys
+import time
+
+import keras
+import numpy as np
+
+from . import __version__, artifact, plots
+from .backends import backend_version
+from .data import Dataset
+from .net import build_model
+from .preprocessing import to_model_input
+
+MODEL_FILE = "model.keras"
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainConfig:
+    epochs: int = 10
+    batch_size: int = 128
+    learning_rate: float = 1e-3
+    seed: int = 0
+    tensorboard: bool = False
+
+
+def make_deterministic(seed: int) -> None:
+    """Seed every generator and ask the backend for deterministic kernels (CPU training is then bitwise repeatable)."""
+    keras.utils.set_random_seed(seed)
+    backend = keras.backend.backend()
+    if backend == "tensorflow":
+        import tensorflow as tf
+
+        tf.config.experimental.enable_op_determinism()
+    elif backend == "torch":
+        import torch
+
+        torch.use_deterministic_algorithms(True)
+
+
+class EpochLog(keras.callbacks.Callback):
+    """One line per epoch, for logs that are not a terminal (Nix builds, CI)."""
+
+    def __init__(self, epochs: int, samples: int, log):
+        super().__init__()
+        self.epochs, self.samples, self.log = epochs, samples, log
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.started = self.trained = time.perf_counter()
+
+    def on_train_batch_end(self, batch, logs=None):
+        self.trained = time.perf_counter()  # the last batch's end marks where evaluation starts
+
+    def on_epoch_end(self, epoch, logs=None):
+        rate = self.samples / max(self.trained - self.started, 1e-9)
+        self.log(
+            f"epoch {epoch + 1}/{self.epochs}: loss {logs['loss']:.4f} accuracy {logs['accuracy']:.4f} "
+            f"test_loss {logs['val_loss']:.4f} test_accuracy {logs['val_accuracy']:.4f} {rate:.0f} samples/s"
+        )
+
+
+def train(dataset: Dataset, output: str, config: TrainConfig, log=print) -> dict:
+    """Train on `dataset` and atomically write `output`; returns the metrics written to metrics.json."""
+    make_deterministic(config.seed)
+    x_train, x_test = to_model_input(dataset.x_train), to_model_input(dataset.x_test)
+    y_train, y_test = dataset.y_train.astype(np.int32), dataset.y_test.astype(np.int32)
+    model = build_model(config.learning_rate)
+    interactive = sys.stdout.isatty()
+
+    with artifact.atomic_directory(output) as staging:
+        callbacks = [] if interactive else [EpochLog(config.epochs, len(x_train), log)]
+        if config.tensorboard:
+            callbacks.append(keras.callbacks.TensorBoard(log_dir=os.path.join(staging, "logs")))
+        started = time.perf_counter()
+        history = model.fit(
+            x_train,
+            y_train,
+            batch_size=config.batch_size,
+            epochs=config.epochs,
+            validation_data=(x_test, y_test),
+            callbacks=callbacks,
+            verbose=1 if interactive else 0,
+        ).history
+        seconds = time.perf_counter() - started
+
+        model_path = os.path.join(staging, MODEL_FILE)
+        model.save(model_path)
+        artifact.normalize_keras_zip(model_path)
+        metrics = describe_run(dataset, config, model, history)
+        artifact.write_json(os.path.join(staging, "metrics.json"), metrics)
+        with open(os.path.join(staging, "accuracy.txt"), "w") as stream:
+            stream.write(f"{metrics['test']['accuracy']:.4f}\n")
+        plots.write_training_curves(metrics["history"], os.path.join(staging, "training-curves.png"))
+
+    log(
+        f"test accuracy {metrics['test']['accuracy']:.4f}, loss {metrics['test']['loss']:.4f}; "
+        f"{config.epochs} epochs in {seconds:.1f} s; wrote {output}"
+    )
+    return metrics
+
+
+def describe_run(dataset: Dataset, config: TrainConfig, model, history: dict) -> dict:
+    """Everything needed to tell two models apart, and nothing that changes between identical builds."""
+    backend = keras.backend.backend()
+    epochs = [
+        {
+            "epoch": index + 1,
+            "loss": history["loss"][index],
+            "accuracy": history["accuracy"][index],
+            "test_loss": history["val_loss"][index],
+            "test_accuracy": history["val_accuracy"][index],
+        }
+        for index in range(len(history["loss"]))
+    ]
+    return {
+        "test": {"accuracy": epochs[-1]["test_accuracy"], "loss": epochs[-1]["test_loss"]},
+        "history": epochs,
+        "parameters": {**dataclasses.asdict(config), "backend": backend},
+        "versions": {
+            "cnn_mnist": __version__,
+            "keras": keras.__version__,
+            backend: backend_version(backend),
+            "numpy": np.__version__,
+            "python": platform.python_version(),
+        },
+        "dataset": {
+            "sha256": dataset.sha256,
+            "train_samples": int(len(dataset.x_train)),
+            "test_samples": int(len(dataset.x_test)),
+        },
+        "model": {"name": model.name, "parameters": int(model.count_params())},
+    }
