@@ -65,7 +65,7 @@ def _load_npz(path):
             arrays = {key: archive[key] for key in NPZ_KEYS}
     except UsageError:
         raise
-    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as error:
+    except (OSError, ValueError, EOFError, TypeError, zipfile.BadZipFile) as error:  # TypeError: a .npy
         raise UsageError(f"{path}: not a readable .npz file ({error})") from None
     return arrays, sha256_file(path)
 

@@ -1,0 +1,103 @@
+"""Fast inference: the model's forward pass compiled once per backend, never `model.predict()`.
+
+`model.predict()` builds a tf.data pipeline per call (≈60 ms for one image here); a compiled function
+called on a ready NumPy batch costs well under a millisecond of overhead. Batches are padded to a
+power of two so that JAX compiles a handful of shapes, all of them at warm-up.
+"""
+
+import hashlib
+import os
+from dataclasses import dataclass
+
+import keras
+import numpy as np
+
+from .data import NUM_CLASSES
+from .net import INPUT_SHAPE
+
+
+class ModelCheckError(Exception):
+    """A model file that cannot be served: unreadable, wrong shapes, or a failing self-test."""
+
+
+@dataclass(frozen=True)
+class ModelInfo:
+    name: str
+    version: str
+    sha256: str
+    path: str
+
+    def as_json(self) -> dict:
+        return {"name": self.name, "version": self.version, "sha256": self.sha256}
+
+
+class Predictor:
+    """A loaded, checked and warmed model: `predict(batch)` maps (N, 28, 28, 1) float32 to (N, 10)."""
+
+    def __init__(self, path: str, version: str, max_batch_size: int = 64):
+        self.max_batch_size = max_batch_size
+        try:
+            self.model = keras.saving.load_model(path, compile=False)
+        except Exception as error:  # Keras raises anything from OSError to ValueError for a bad file
+            raise ModelCheckError(f"cannot load {path}: {error}") from error
+        self._check_shapes(path)
+        with open(path, "rb") as stream:
+            digest = hashlib.sha256(stream.read()).hexdigest()
+        self.info = ModelInfo(self.model.name, version, digest, os.path.realpath(path))
+        self._forward = _compile(self.model)
+        self._warm_up()
+
+    def predict(self, batch: np.ndarray) -> np.ndarray:
+        outputs = []
+        for start in range(0, len(batch), self.max_batch_size):
+            chunk = batch[start : start + self.max_batch_size]
+            padded = np.zeros((_bucket(len(chunk)), *INPUT_SHAPE), np.float32)
+            padded[: len(chunk)] = chunk
+            outputs.append(np.asarray(self._forward(padded))[: len(chunk)])
+        return np.concatenate(outputs)
+
+    def _check_shapes(self, path):
+        inputs, outputs = tuple(self.model.input_shape), tuple(self.model.output_shape)
+        if inputs[1:] != INPUT_SHAPE or outputs[1:] != (NUM_CLASSES,):
+            raise ModelCheckError(
+                f"{path}: takes {inputs} and gives {outputs}; an MNIST model takes (None, 28, 28, 1) and gives (None, 10)"
+            )
+
+    def _warm_up(self):
+        """Compile every bucket now, and check the model answers like a classifier (the self-test)."""
+        size = 1
+        while size <= self.max_batch_size:
+            probabilities = self.predict(np.zeros((size, *INPUT_SHAPE), np.float32))
+            size *= 2
+        if not (np.all(np.isfinite(probabilities)) and np.allclose(probabilities.sum(axis=1), 1, atol=1e-3)):
+            raise ModelCheckError("self-test failed: the model's outputs are not probabilities")
+
+
+def _bucket(size: int) -> int:
+    return 1 << (size - 1).bit_length()
+
+
+def _compile(model):
+    """The forward pass as a compiled function of one NumPy batch, for the current Keras backend."""
+    backend = keras.backend.backend()
+    if backend == "tensorflow":
+        import tensorflow as tf
+
+        spec = tf.TensorSpec((None, *INPUT_SHAPE), tf.float32)
+        return tf.function(lambda x: model(x, training=False), input_signature=[spec])
+    if backend == "jax":
+        import jax
+
+        trainable = [v.value for v in model.trainable_variables]
+        non_trainable = [v.value for v in model.non_trainable_variables]
+        forward = jax.jit(lambda tv, ntv, x: model.stateless_call(tv, ntv, x, training=False)[0])
+        return lambda x: forward(trainable, non_trainable, x)
+    if backend == "torch":
+        import torch
+
+        def forward(x):
+            with torch.inference_mode():
+                return model(torch.from_numpy(x), training=False).cpu().numpy()
+
+        return forward
+    raise ModelCheckError(f"no fast path for the {backend} backend")

@@ -1,0 +1,124 @@
+"""Turning request bodies into model input, with a clear 4xx for everything malformed.
+
+Every function here either returns float32 images of shape (N, 28, 28, 1) in 0-1 or raises InputError.
+"""
+
+import base64
+import binascii
+import io
+import warnings
+
+import numpy as np
+from PIL import Image, UnidentifiedImageError
+
+from .errors import UsageError
+from .preprocessing import mnist_like, to_model_input
+
+PIXELS = 28 * 28
+IMAGE_SHAPES = {(PIXELS,), (28, 28), (28, 28, 1)}
+IMAGE_FORMATS = {"PNG", "JPEG", "GIF", "BMP", "WEBP", "TIFF"}
+
+
+class InputError(Exception):
+    """A request the client must fix; `status` is the HTTP code to answer with."""
+
+    def __init__(self, message: str, status: int = 400):
+        super().__init__(message)
+        self.status = status
+
+
+def decode_image(data: bytes, max_pixels: int) -> np.ndarray:
+    """An encoded image (PNG, JPEG, …) of one digit → (28, 28) uint8 via `mnist_like`."""
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            image = Image.open(io.BytesIO(data))
+            if image.format not in IMAGE_FORMATS:
+                raise InputError(f"unsupported image format {image.format}; send PNG or JPEG", 415)
+            width, height = image.size
+            if width * height > max_pixels:  # checked on the header, before decoding a decompression bomb
+                raise InputError(f"image is {width}x{height} pixels; at most {max_pixels} pixels are accepted", 413)
+            image.load()
+    except (UnidentifiedImageError, Image.DecompressionBombError, Image.DecompressionBombWarning) as error:
+        raise InputError(f"not a readable image: {error}") from None
+    except (OSError, SyntaxError, ValueError) as error:  # truncated or corrupt image data
+        raise InputError(f"corrupt image data: {error}") from None
+    try:
+        return mnist_like(image)
+    except UsageError as error:
+        raise InputError(str(error)) from None
+
+
+def decode_base64_image(text, max_pixels: int) -> np.ndarray:
+    """A base64 string or `data:image/...;base64,` URL → (28, 28) uint8."""
+    if not isinstance(text, str):
+        raise InputError("an image must be a base64 string or a data: URL")
+    if text.startswith("data:"):
+        header, _, text = text.partition(",")
+        if not header.endswith(";base64"):
+            raise InputError("a data: URL must be base64-encoded (data:image/png;base64,...)")
+    try:
+        return decode_image(base64.b64decode(text, validate=True), max_pixels)
+    except (binascii.Error, ValueError):
+        raise InputError("image is not valid base64") from None
+
+
+def decode_images(values, max_pixels: int) -> np.ndarray:
+    if not isinstance(values, list) or not values:
+        raise InputError('"images" must be a non-empty list of base64 images')
+    return to_model_input(np.stack([decode_base64_image(value, max_pixels) for value in values]))
+
+
+def pixel_array(value, *, unit_range_only: bool) -> tuple:
+    """Nested lists of numbers → (images (N, 28, 28, 1), is_batch).
+
+    Accepts one image (784, 28x28 or 28x28x1) or a batch of them. Values are 0-255 or 0-1
+    (decided by the largest value); with `unit_range_only` (the model's own input) only 0-1.
+    """
+    try:
+        array = np.asarray(value, dtype=np.float64)
+    except (TypeError, ValueError):
+        raise InputError("pixels must be a rectangular array of numbers") from None
+    if array.shape in IMAGE_SHAPES:
+        array, is_batch = array[np.newaxis], False
+    elif array.ndim >= 2 and array.shape[1:] in IMAGE_SHAPES and len(array):
+        is_batch = True
+    else:
+        raise InputError(f"pixels have shape {list(array.shape)}; expected 784, 28x28 or 28x28x1 (or a batch of them)")
+    if not np.all(np.isfinite(array)):
+        raise InputError("pixels must be finite numbers (no NaN or infinity)")
+    low, high = array.min(), array.max()
+    limit = 1 if unit_range_only or high <= 1 else 255
+    if low < 0 or high > limit:
+        expected = "0-1 (the model's input)" if unit_range_only else "0-255 or 0-1"
+        raise InputError(f"pixel values must lie in {expected}; found {low:g}..{high:g}")
+    images = (array / limit).reshape(len(array), 28, 28)
+    return to_model_input(images.astype(np.float32)), is_batch
+
+
+def tf_serving_input(body: dict) -> tuple:
+    """TensorFlow Serving's REST request → (images, answer key): `instances` (row) or `inputs` (columnar)."""
+    if ("instances" in body) == ("inputs" in body):
+        raise InputError('the request needs exactly one of "instances" or "inputs"')
+    key = "instances" if "instances" in body else "inputs"
+    value = body[key]
+    if isinstance(value, dict):  # named inputs: our model has exactly one
+        if len(value) != 1:
+            raise InputError(f"the model has one input; got {len(value)} named inputs")
+        (value,) = value.values()
+    if key == "instances":
+        if not isinstance(value, list) or not value:
+            raise InputError('"instances" must be a non-empty list')
+        value = [_unwrap_named(instance) for instance in value]
+    images, is_batch = pixel_array(value, unit_range_only=True)
+    if not is_batch:
+        raise InputError(f'"{key}" must hold a batch: a list of 28x28x1 instances')
+    return images, "predictions" if key == "instances" else "outputs"
+
+
+def _unwrap_named(instance):
+    if isinstance(instance, dict):
+        if len(instance) != 1:
+            raise InputError("each instance must be the image, or an object with the single input's name")
+        (instance,) = instance.values()
+    return instance

@@ -1,0 +1,38 @@
+"""Prometheus metrics, in a registry per app so that apps (and tests) do not share counters."""
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info
+
+
+class Metrics:
+    def __init__(self):
+        self.registry = CollectorRegistry()
+        self.requests = Counter(
+            "cnn_mnist_requests", "HTTP requests by route and status", ["route", "method", "status"],
+            registry=self.registry,
+        )
+        self.latency = Histogram(
+            "cnn_mnist_request_seconds", "Time to answer a request", ["route"], registry=self.registry,
+            buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5),
+        )
+        self.batch_size = Histogram(
+            "cnn_mnist_batch_size", "Images per forward pass (micro-batching at work)", registry=self.registry,
+            buckets=(1, 2, 4, 8, 16, 32, 64, 128),
+        )
+        self.predictions = Counter("cnn_mnist_predictions", "Images classified", registry=self.registry)
+        self.model = Info("cnn_mnist_model", "The model now serving", registry=self.registry)
+        self.model_version = Gauge("cnn_mnist_model_version", "Version number now serving", registry=self.registry)
+        self.swaps = Counter(
+            "cnn_mnist_model_swaps", "Model reloads by result (swapped, refused)", ["result"], registry=self.registry
+        )
+
+    def record_batch(self, size: int) -> None:
+        self.batch_size.observe(size)
+        self.predictions.inc(size)
+
+    def record_model(self, info) -> None:
+        self.model.info({"name": info.name, "version": info.version, "sha256": info.sha256})
+        self.model_version.set(int(info.version))
+
+    def record_swap(self, result: str, info) -> None:
+        self.swaps.labels(result).inc()
+        self.record_model(info)

@@ -1,0 +1,119 @@
+"""`cnn-mnist`: serve the model with waitress (the app, the JSON API and the drawing page).
+
+Settings come from flags, else the environment (MODEL, HOST, PORT, KERAS_BACKEND or BACKEND, THREADS),
+else defaults. SIGHUP reloads the model without dropping a request; SIGTERM drains and exits 0.
+"""
+
+import logging
+import os
+import signal
+import sys
+import time
+
+from .backends import BACKENDS, DEFAULT_BACKEND, check_backend
+from .cli import ArgumentParser, fail, import_keras, positive_float, positive_int
+from .errors import UsageError
+
+PROG = "cnn-mnist"
+log = logging.getLogger(PROG)
+
+
+class Drain(Exception):
+    """Raised by the SIGTERM handler to leave waitress' loop and start draining."""
+
+
+def parse_args(argv=None):
+    env = os.environ
+    parser = ArgumentParser(prog=PROG, description=__doc__.splitlines()[0])
+    parser.add_argument("--model", default=env.get("MODEL", "out/model.keras"),
+                        help="a .keras/.h5 file, a trainer output directory, or a directory of versions 1/, 2/, …")
+    parser.add_argument("--host", default=env.get("HOST", "127.0.0.1"))
+    parser.add_argument("--port", type=int, default=int(env.get("PORT", 8080)))
+    parser.add_argument("--backend", default=env.get("KERAS_BACKEND") or env.get("BACKEND") or DEFAULT_BACKEND,
+                        help=f"one of {', '.join(BACKENDS)}")
+    parser.add_argument("--threads", type=positive_int, default=int(env.get("THREADS", 8)),
+                        help="waitress worker threads (default 8)")
+    parser.add_argument("--max-batch-size", type=positive_int, default=64)
+    parser.add_argument("--max-batch-delay-ms", type=float, default=2.0,
+                        help="how long a request may wait to share a forward pass (default 2)")
+    parser.add_argument("--max-body-bytes", type=positive_int, default=4 * 1024 * 1024)
+    parser.add_argument("--drain-seconds", type=positive_float, default=30.0,
+                        help="on SIGTERM, how long to let requests in flight finish")
+    args = parser.parse_args(argv)
+    if not 0 <= args.port <= 65535:
+        parser.error(f"--port must be 0-65535, not {args.port}")
+    if not 0 <= args.max_batch_delay_ms <= 1000:
+        parser.error("--max-batch-delay-ms must be between 0 and 1000")
+    return args
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    try:
+        check_backend(args.backend)
+    except UsageError as error:
+        fail(PROG, str(error))
+    import_keras(args.backend, PROG)
+    import waitress
+
+    from .app import create_app
+    from .inference import ModelCheckError
+
+    try:
+        app = create_app({
+            "MODEL": args.model,
+            "MAX_BATCH_SIZE": args.max_batch_size,
+            "MAX_BATCH_DELAY_MS": args.max_batch_delay_ms,
+            "MAX_BODY_BYTES": args.max_body_bytes,
+        })
+        # waitress' own body limit stops abuse early; the app's (smaller) one answers with a JSON 413
+        server = waitress.create_server(app, host=args.host, port=args.port, threads=args.threads,
+                                        max_request_body_size=2 * args.max_body_bytes, ident=PROG)
+    except ModelCheckError as error:
+        fail(PROG, str(error))
+    except OSError as error:
+        fail(PROG, f"cannot listen on {args.host}:{args.port}: {error.strerror or error}")
+
+    store = app.extensions["cnn_mnist"].store
+    signal.signal(signal.SIGHUP, lambda *_: store.reload_in_background())
+    signal.signal(signal.SIGTERM, _raise_drain)
+    info = store.predictor.info
+    host = f"[{server.effective_host}]" if ":" in str(server.effective_host) else server.effective_host
+    print(f"{PROG}: serving model {info.name} version {info.version} ({args.backend}) "
+          f"at http://{host}:{server.effective_port}/", flush=True)
+    try:
+        server.run()
+    except (Drain, KeyboardInterrupt):
+        drain(server, args.drain_seconds)
+    return 0
+
+
+def _raise_drain(signum, frame):
+    raise Drain()
+
+
+def drain(server, seconds: float) -> None:
+    """Stop accepting connections, let requests in flight finish (bounded), then close everything."""
+    from waitress import wasyncore
+    from waitress.channel import HTTPChannel
+
+    log.info("draining: no new connections, waiting for requests in flight")
+    server.accepting = False
+    server.del_channel()
+    server.socket.close()
+    deadline = time.monotonic() + seconds
+
+    def busy():
+        channels = [c for c in server._map.values() if isinstance(c, HTTPChannel)]
+        return any(c.requests or c.total_outbufs_len for c in channels)
+
+    while busy() and time.monotonic() < deadline:
+        wasyncore.loop(timeout=0.05, map=server._map, count=1)
+    server.task_dispatcher.shutdown(timeout=max(deadline - time.monotonic(), 0.1))
+    wasyncore.close_all(server._map)
+    log.info("drained; exiting")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,85 @@
+"""Shared fixtures: a model trained once per test session on the bundled data, and a live server."""
+
+import os
+import pathlib
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+
+import pytest
+
+ROOT = pathlib.Path(__file__).resolve().parent.parent
+DATASET = ROOT / "data" / "mnist-small.npz"
+TRAIN = [sys.executable, "-m", "cnn_mnist.train_cli"]
+
+
+def run_trainer(*args, env=None, timeout=600):
+    """Run `cnn-mnist-train` in a subprocess (each backend needs a fresh interpreter)."""
+    return subprocess.run(
+        [*TRAIN, *map(str, args)],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env={**os.environ, **(env or {})},
+        cwd=ROOT,
+    )
+
+
+@pytest.fixture(scope="session")
+def trained_model(tmp_path_factory):
+    """A real model: 3 epochs on the 10,000 bundled training digits (about 97-98 % on the test set)."""
+    output = tmp_path_factory.mktemp("model") / "out"
+    result = run_trainer("--dataset", DATASET, "--epochs", 3, "--output", output)
+    assert result.returncode == 0, result.stderr
+    return output
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def wait_ready(url: str, process, timeout=60.0):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"server exited with {process.returncode}: {process.stderr.read()}")
+        try:
+            with urllib.request.urlopen(url + "readyz", timeout=1) as response:
+                if response.status == 200:
+                    return
+        except OSError:
+            time.sleep(0.1)
+    raise TimeoutError(f"{url} not ready after {timeout} s")
+
+
+def start_server(model, *extra, env=None):
+    """Start `cnn-mnist` on a free loopback port; returns (process, base URL)."""
+    port = free_port()
+    process = subprocess.Popen(
+        [sys.executable, "-m", "cnn_mnist.serve", "--model", str(model), "--port", str(port), *map(str, extra)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, **(env or {})},
+        cwd=ROOT,
+    )
+    url = f"http://127.0.0.1:{port}/"
+    try:
+        wait_ready(url, process)
+    except BaseException:
+        process.kill()
+        raise
+    return process, url
+
+
+@pytest.fixture(scope="session")
+def live_server(trained_model):
+    """Base URL of a running `cnn-mnist` serving `trained_model`."""
+    process, url = start_server(trained_model / "model.keras")
+    yield url
+    process.terminate()
+    process.wait(timeout=30)
