@@ -1,0 +1,25 @@
+# Non-flake entry point.  `import ./.` is an attribute set:
+#
+#   nix-build -A model
+#   nix-build -E 'with import ./.; model.override { epochs = 5; }'
+#   MODEL=$(nix-build -A model)/model.keras $(nix-build -A frontend)/bin/cnn-mnist
+#
+# nixpkgs comes from flake.lock, read as flake-compat does, so `nix-build` and
+# `nix build` build the same derivations.
+let
+  locked = (import ./nix/lock.nix { lockFile = ./flake.lock; }).nixpkgs;
+  nixpkgs = builtins.fetchTarball { inherit (locked) url sha256; };
+
+  pkgs = import nixpkgs {
+    config = { };
+    overlays = [ (import ./nix/overlay.nix) ];
+  };
+in
+import ./nix/packages.nix { inherit pkgs; }
+// {
+  inherit pkgs;
+  # the same nixpkgs source, e.g. for `nixops create -I nixpkgs=...`
+  nixpkgsPath = nixpkgs;
+  nixosModule = ./module.nix;
+  nixosTest = import ./nix/nixos-test.nix { inherit pkgs; };
+}

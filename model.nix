@@ -1,0 +1,105 @@
+# The trained model as a derivation.  `$out` is the trainer's output directory:
+# model.keras, metrics.json, accuracy.txt and training-curves.png.
+#
+# Training is bit-reproducible on CPU, so `nix-build --check -A model` rebuilds
+# it and compares the result byte for byte.
+#
+#   model.override { epochs = 5; backend = "jax"; seed = 3; }
+{
+  lib,
+  stdenvNoCC,
+  fetchurl,
+  cnn-mnist,
+  backend ? "tensorflow",
+  epochs ? 10,
+  batchSize ? 128,
+  learningRate ? "0.001",
+  seed ? 0,
+  # Keras' copy of MNIST (train 60k, test 10k); a directory of the four IDX
+  # files or another .npz in the same layout works too.
+  dataset ? fetchurl {
+    url = "https://storage.googleapis.com/tensorflow/tf-keras-datasets/mnist.npz";
+    sha256 = "731c5ac602752760c8e48fbffcf8c3b850d9dc2a2aedcf2cc48468fc17b673d1";
+  },
+}:
+
+let
+  supportedBackends = [
+    "tensorflow"
+    "jax"
+    "torch"
+  ];
+  trainer = cnn-mnist.override { inherit backend; };
+  # toString 0.001 is "0.001000"; strings are passed as written
+  showNumber = x: if builtins.isString x then x else toString x;
+in
+assert lib.assertMsg (backend != "theano")
+  "cnn-mnist model: backend \"theano\" is not supported: Keras 3 removed the Theano backend. Use one of: ${lib.concatStringsSep ", " supportedBackends}.";
+assert lib.assertMsg (builtins.elem backend supportedBackends)
+  "cnn-mnist model: unknown backend \"${backend}\"; use one of: ${lib.concatStringsSep ", " supportedBackends}.";
+assert lib.assertMsg (
+  builtins.isInt epochs && epochs > 0
+) "cnn-mnist model: epochs must be a positive integer";
+assert lib.assertMsg (
+  builtins.isInt batchSize && batchSize > 0
+) "cnn-mnist model: batchSize must be a positive integer";
+assert lib.assertMsg (builtins.isInt seed) "cnn-mnist model: seed must be an integer";
+
+stdenvNoCC.mkDerivation {
+  pname = "cnn-mnist-model-${backend}";
+  version = "e${toString epochs}-s${toString seed}";
+
+  dontUnpack = true;
+  nativeBuildInputs = [ trainer ];
+
+  # No network in the sandbox; Keras, matplotlib and the backends write their
+  # caches under $HOME/XDG_CACHE_HOME, which point into the build directory.
+  buildPhase = ''
+    runHook preBuild
+
+    export HOME=$TMPDIR/home XDG_CACHE_HOME=$TMPDIR/cache
+    export KERAS_HOME=$TMPDIR/keras MPLCONFIGDIR=$TMPDIR/matplotlib
+    export PYTHONHASHSEED=0 CUDA_VISIBLE_DEVICES=""
+    mkdir -p "$HOME" "$XDG_CACHE_HOME" "$KERAS_HOME" "$MPLCONFIGDIR"
+
+    cnn-mnist-train \
+      --dataset ${dataset} \
+      --epochs ${toString epochs} \
+      --batch-size ${toString batchSize} \
+      --learning-rate ${showNumber learningRate} \
+      --seed ${toString seed} \
+      --backend ${backend} \
+      --output "$out"
+
+    runHook postBuild
+  '';
+
+  doInstallCheck = true;
+  installCheckPhase = ''
+    runHook preInstallCheck
+    for f in model.keras metrics.json accuracy.txt training-curves.png; do
+      test -s "$out/$f" || { echo "cnn-mnist-train did not write $f" >&2; exit 1; }
+    done
+    echo "test accuracy: $(cat "$out/accuracy.txt")"
+    runHook postInstallCheck
+  '';
+  dontInstall = true;
+  dontFixup = true;
+
+  passthru = {
+    inherit
+      backend
+      epochs
+      batchSize
+      learningRate
+      seed
+      dataset
+      trainer
+      ;
+  };
+
+  meta = {
+    description = "Keras ConvNet trained on MNIST (${backend}, ${toString epochs} epochs, seed ${toString seed})";
+    inherit (trainer.meta) license platforms;
+  };
+}

@@ -1,0 +1,76 @@
+# Everything default.nix and flake.nix expose, for one package set `pkgs`
+# (nixpkgs with ./overlay.nix applied).
+{
+  pkgs,
+  # seeds that `bestModel` trains and chooses from
+  bestModelSeeds ? [
+    0
+    1
+    2
+    3
+    4
+  ],
+}:
+
+let
+  inherit (pkgs) lib;
+  selectBest = import ./best-model.nix;
+
+  model = pkgs.cnn-mnist-model;
+  frontend = pkgs.cnn-mnist;
+
+  models = {
+    tensorflow = model.override { backend = "tensorflow"; };
+    jax = model.override { backend = "jax"; };
+    torch = model.override { backend = "torch"; };
+    # one epoch on the bundled 10k subset: for tests and demos
+    quick = model.override {
+      epochs = 1;
+      dataset = ../data/mnist-small.npz;
+    };
+  };
+
+  # Pylightnix's `match_best` in Nix: train one model per seed, read each
+  # accuracy.txt (import-from-derivation) and keep the most accurate.
+  bestModelOf =
+    base: seeds:
+    (selectBest (
+      map (
+        seed:
+        let
+          candidate = base.override { inherit seed; };
+        in
+        {
+          inherit seed;
+          model = candidate;
+          accuracy = builtins.readFile "${candidate}/accuracy.txt";
+        }
+      ) seeds
+    )).model;
+
+  # `nix run`: serve the default model unless MODEL says otherwise
+  serve = pkgs.writeShellApplication {
+    name = "cnn-mnist-serve";
+    text = ''
+      export MODEL="''${MODEL:-${model}}"
+      exec ${lib.getExe frontend} "$@"
+    '';
+    meta.description = "Serve the default cnn-mnist model";
+  };
+in
+{
+  inherit
+    model
+    models
+    frontend
+    serve
+    bestModelOf
+    ;
+  cnn-mnist = frontend;
+  bestModel = bestModelOf model bestModelSeeds;
+
+  dockerImage = pkgs.callPackage ./docker.nix {
+    cnn-mnist = frontend;
+    inherit model;
+  };
+}

@@ -1,0 +1,102 @@
+# The cnn-mnist Python application: the trainer (`cnn-mnist-train`) and the
+# server (`cnn-mnist`).  `backend` selects which Keras backend libraries the
+# package carries:
+#
+#   cnn-mnist.override { backend = "jax"; }
+{
+  lib,
+  python3Packages,
+  backend ? "tensorflow",
+}:
+
+let
+  # Keras 3 backends and the nixpkgs libraries that provide them.
+  backendLibraries = ps: {
+    # tensorflow-bin: upstream's wheel, on Hydra for x86_64-linux and aarch64-linux
+    tensorflow = [ ps.tensorflow-bin ];
+    jax = [
+      ps.jax
+      ps.jaxlib
+    ];
+    torch = [ ps.torch ];
+  };
+  supportedBackends = builtins.attrNames (backendLibraries python3Packages);
+
+  pyprojectToml = lib.importTOML ./pyproject.toml;
+in
+assert lib.assertMsg (backend != "theano")
+  "cnn-mnist: backend \"theano\" is not supported: Keras 3 removed the Theano backend (Theano itself is unmaintained since 2017). Use one of: ${lib.concatStringsSep ", " supportedBackends}.";
+assert lib.assertMsg (builtins.elem backend supportedBackends)
+  "cnn-mnist: unknown backend \"${backend}\"; use one of: ${lib.concatStringsSep ", " supportedBackends}.";
+
+python3Packages.buildPythonApplication rec {
+  pname = pyprojectToml.project.name;
+  inherit (pyprojectToml.project) version;
+  pyproject = true;
+
+  src = lib.fileset.toSource {
+    root = ./.;
+    fileset = lib.fileset.unions [
+      ./pyproject.toml
+      ./cnn_mnist
+      (lib.fileset.maybeMissing ./README.md)
+      (lib.fileset.maybeMissing ./LICENSE)
+      # for the check phase
+      (lib.fileset.maybeMissing ./tests)
+      (lib.fileset.maybeMissing ./data/mnist-small.npz)
+    ];
+  };
+
+  build-system = [ python3Packages.setuptools ];
+
+  dependencies =
+    with python3Packages;
+    [
+      keras
+      numpy
+      h5py
+      pillow
+      matplotlib
+      flask
+      waitress
+      prometheus-client
+    ]
+    ++ (backendLibraries python3Packages).${backend};
+
+  # The server falls back to the backend this package carries.
+  makeWrapperArgs = [
+    "--set-default"
+    "KERAS_BACKEND"
+    backend
+  ];
+
+  nativeCheckInputs = [ python3Packages.pytestCheckHook ];
+
+  preCheck = ''
+    export HOME=$TMPDIR XDG_CACHE_HOME=$TMPDIR/cache KERAS_HOME=$TMPDIR/keras MPLCONFIGDIR=$TMPDIR/mpl
+    export KERAS_BACKEND=${backend}
+  '';
+
+  # slow: trains a model (the `model` derivation does that); test_nix.py needs
+  # nix-instantiate, which is not in the build sandbox.
+  disabledTestMarks = [ "slow" ];
+  disabledTestPaths = [ "tests/test_nix.py" ];
+
+  pythonImportsCheck = [ "cnn_mnist" ];
+
+  passthru = {
+    inherit backend supportedBackends;
+    # for devShells: the Python libraries the application runs with
+    pythonDependencies = dependencies;
+  };
+
+  meta = {
+    description = pyprojectToml.project.description;
+    license = lib.licenses.mit;
+    mainProgram = "cnn-mnist";
+    platforms = [
+      "x86_64-linux"
+      "aarch64-linux"
+    ];
+  };
+}
