@@ -38,9 +38,8 @@
         # model = pkgs.cnn-mnist-model.override { epochs = 5; };
         nginx.enable = true;
         nginx.virtualHost = "cnn-mnist";
+        # opens nginx's port 80; the server itself listens on 127.0.0.1 only
+        openFirewall = true;
       };
-
-      # only nginx is reachable from outside; the server listens on 127.0.0.1
-      networking.firewall.allowedTCPPorts = [ 80 ];
     };
 }

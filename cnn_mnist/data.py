@@ -58,14 +58,15 @@ def sha256_file(path: str) -> str:
 
 def _load_npz(path):
     try:
-        with np.load(path, allow_pickle=False) as archive:
+        archive = np.load(path, allow_pickle=False)
+        if not isinstance(archive, np.lib.npyio.NpzFile):
+            raise UsageError(f"{path}: a single .npy array, not an .npz archive of x_train, y_train, x_test, y_test")
+        with archive:
             missing = [key for key in NPZ_KEYS if key not in archive.files]
             if missing:
                 raise UsageError(f"{path}: not a Keras mnist.npz, missing {', '.join(missing)}")
             arrays = {key: archive[key] for key in NPZ_KEYS}
-    except UsageError:
-        raise
-    except (OSError, ValueError, EOFError, TypeError, zipfile.BadZipFile) as error:  # TypeError: a .npy
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as error:
         raise UsageError(f"{path}: not a readable .npz file ({error})") from None
     return arrays, sha256_file(path)
 

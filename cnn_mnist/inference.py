@@ -90,8 +90,8 @@ def _compile(model):
 
         trainable = [v.value for v in model.trainable_variables]
         non_trainable = [v.value for v in model.non_trainable_variables]
-        forward = jax.jit(lambda tv, ntv, x: model.stateless_call(tv, ntv, x, training=False)[0])
-        return lambda x: forward(trainable, non_trainable, x)
+        compiled = jax.jit(lambda tv, ntv, x: model.stateless_call(tv, ntv, x, training=False)[0])
+        return lambda x: compiled(trainable, non_trainable, x)
     if backend == "torch":
         import torch
 

@@ -1,0 +1,275 @@
+"""`cnn-mnist-train` end to end: usage errors, a real training run, progress, reproducibility, other backends.
+
+Ctrl-C during training is tested with the atomic output directory, in test_artifact.py.
+"""
+
+import hashlib
+import importlib.metadata
+import json
+import os
+import re
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from conftest import DATASET, ROOT, run_trainer
+from test_data import tiny_arrays, write_corrupt_file, write_idx_dir
+
+from cnn_mnist.data import load_dataset, sha256_file
+
+TINY = ("--epochs", 1, "--train-samples", 512, "--test-samples", 256)
+OUTPUT_FILES = ["accuracy.txt", "metrics.json", "model.keras", "training-curves.png"]
+
+
+def hashes(path):
+    """{relative path: sha256} of every file and directory (None) under `path`."""
+    found = {}
+    for directory, dirs, files in os.walk(path):
+        for name in dirs:
+            found[os.path.relpath(os.path.join(directory, name), path)] = None
+        for name in files:
+            full = os.path.join(directory, name)
+            found[os.path.relpath(full, path)] = sha256_file(full)
+    return found
+
+
+def assert_one_line_usage_error(result):
+    assert result.returncode == 2, result.stderr
+    lines = result.stderr.splitlines()
+    assert len(lines) == 1 and lines[0].startswith("cnn-mnist-train: error: "), result.stderr
+    assert result.stdout == ""
+    return lines[0]
+
+
+def npz(change=None, drop=()):
+    def make(tmp_path):
+        arrays = {**tiny_arrays(), **(change or {})}
+        for key in drop:
+            del arrays[key]
+        np.savez(tmp_path / "data.npz", **arrays)
+        return ["--dataset", tmp_path / "data.npz"]
+
+    return make
+
+
+def corrupt(name):
+    return lambda tmp_path: ["--dataset", write_corrupt_file(tmp_path / name)]
+
+
+def idx_dir(change=None, remove=None):
+    def make(tmp_path):
+        directory = write_idx_dir(str(tmp_path / "idx"), {**tiny_arrays(), **(change or {})})
+        if remove:
+            os.remove(os.path.join(directory, remove))
+        return ["--dataset", directory]
+
+    return make
+
+
+def valid(*options):
+    return lambda tmp_path: [*npz()(tmp_path), *options]
+
+
+BAD_INPUTS = {
+    "missing-file": (lambda tmp_path: ["--dataset", tmp_path / "nope.npz"], "dataset not found"),
+    "random-bytes": (corrupt("random-bytes.npz"), "not a readable .npz"),
+    "truncated-npz": (corrupt("truncated.npz"), "not a readable .npz"),
+    "npy-not-npz": (corrupt("array.npy"), "not an .npz archive"),
+    "missing-key": (npz(drop=["y_test"]), "missing y_test"),
+    "flat-images": (npz({"x_train": np.zeros((8, 784), np.uint8)}), r"must have shape \(N, 28, 28\)"),
+    "float-images": (npz({"x_train": np.zeros((8, 28, 28), np.float32)}), "must be uint8"),
+    "float-labels": (npz({"y_test": np.zeros(4, np.float64)}), "must be integer labels"),
+    "label-10": (npz({"y_train": np.full(8, 10, np.uint8)}), r"lie in 0\.\.9"),
+    "mismatched-lengths": (npz({"y_train": np.zeros(9, np.uint8)}), "x_train holds 8 images"),
+    "idx-missing-file": (idx_dir(remove="t10k-labels-idx1-ubyte.gz"), "no t10k-labels-idx1-ubyte"),
+    "idx-label-10": (idx_dir({"y_test": np.full(4, 10, np.uint8)}), r"lie in 0\.\.9"),
+    "unknown-backend": (valid("--backend", "mxnet"), "unknown backend 'mxnet'; choose one of tensorflow, jax, torch"),
+    "epochs-0": (valid("--epochs", 0), "argument --epochs: must be a positive integer"),
+    "epochs-text": (valid("--epochs", "ten"), "argument --epochs"),
+    "learning-rate-negative": (valid("--learning-rate", -1), "argument --learning-rate: must be a positive number"),
+    "learning-rate-nan": (valid("--learning-rate", "nan"), "argument --learning-rate"),
+    "batch-size-0": (valid("--batch-size", 0), "argument --batch-size"),
+    "train-samples-0": (valid("--train-samples", 0), "argument --train-samples"),
+    "no-dataset": (lambda tmp_path: [], "the following arguments are required: --dataset"),
+}
+
+
+@pytest.mark.parametrize("make_args, message", BAD_INPUTS.values(), ids=BAD_INPUTS.keys())
+def test_bad_input_is_one_line_exit_2_and_writes_nothing(tmp_path, make_args, message):
+    args = make_args(tmp_path)
+    existing = tmp_path / "existing"
+    existing.mkdir()
+    (existing / "model.keras").write_bytes(b"the model from last week")
+    before = hashes(tmp_path)
+    for output in (tmp_path / "new" / "out", existing):
+        line = assert_one_line_usage_error(run_trainer(*args, "--output", output))
+        assert re.search(message, line), line
+    assert hashes(tmp_path) == before  # nothing created (no new/, no .out.* sibling), existing output untouched
+
+
+def test_theano_is_explained(tmp_path):
+    result = run_trainer("--dataset", DATASET, "--backend", "theano", "--output", tmp_path / "out")
+    line = assert_one_line_usage_error(result)
+    assert "Theano" in line and "Keras removed it" in line and "does not run on Python" in line
+    assert all(name in line for name in ("tensorflow", "jax", "torch"))
+    assert os.listdir(tmp_path) == []
+
+
+def test_output_under_a_regular_file(tmp_path):
+    (tmp_path / "file").write_text("not a directory")
+    for output in (tmp_path / "file" / "out", tmp_path / "file"):
+        line = assert_one_line_usage_error(run_trainer("--dataset", DATASET, *TINY, "--output", output))
+        assert "cannot write the output directory" in line
+    assert hashes(tmp_path) == {"file": sha256_file(tmp_path / "file")}
+
+
+@pytest.mark.slow  # /proc passes the permission pre-check for root: it fails only when the directory is made
+@pytest.mark.parametrize(
+    "output", ["/proc/version/out", f"/proc/cnn-mnist-test-{os.getpid()}"], ids=["under-proc-file", "in-proc"]
+)
+def test_output_under_proc(output):
+    line = assert_one_line_usage_error(run_trainer("--dataset", DATASET, *TINY, "--output", output))
+    assert output in line and not os.path.exists(output)
+
+
+def test_train_py_help():
+    result = subprocess.run(
+        [sys.executable, "train/train.py", "--help"], capture_output=True, text=True, cwd=ROOT, timeout=120
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.startswith("usage: cnn-mnist-train")
+    assert all(option in result.stdout for option in ("--dataset", "--output", "--epochs", "--backend", "--seed"))
+
+
+# ---- real training ------------------------------------------------------------------------------------------
+
+
+@pytest.mark.slow
+def test_trained_model_is_accurate_and_self_describing(trained_model):
+    assert sorted(os.listdir(trained_model)) == OUTPUT_FILES
+    metrics = json.loads((trained_model / "metrics.json").read_text())
+    accuracy = (trained_model / "accuracy.txt").read_text()
+    assert float(accuracy) >= 0.95
+    assert accuracy == f"{metrics['test']['accuracy']:.4f}\n"
+
+    history = metrics["history"]
+    assert [row["epoch"] for row in history] == [1, 2, 3]
+    for row in history:
+        assert {"loss", "accuracy", "test_loss", "test_accuracy"} <= set(row)
+        assert 0 <= row["accuracy"] <= 1 and 0 <= row["test_accuracy"] <= 1 and row["loss"] > 0
+    assert history[-1]["test_accuracy"] == metrics["test"]["accuracy"]
+    assert history[-1]["test_loss"] == metrics["test"]["loss"]
+    assert history[-1]["loss"] < history[0]["loss"]
+
+    backend = os.environ.get("KERAS_BACKEND", "tensorflow")
+    parameters = metrics["parameters"]
+    assert parameters["backend"] == backend
+    assert (parameters["epochs"], parameters["batch_size"], parameters["seed"]) == (3, 128, 0)
+    assert parameters["learning_rate"] == pytest.approx(1e-3)
+    assert metrics["versions"]["keras"] == importlib.metadata.version("keras")
+    assert backend in metrics["versions"] and "numpy" in metrics["versions"]
+    assert metrics["dataset"] == {
+        "sha256": hashlib.sha256(DATASET.read_bytes()).hexdigest(),
+        "train_samples": 10000,
+        "test_samples": 10000,
+    }
+    assert (trained_model / "training-curves.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+@pytest.mark.slow
+def test_progress_lines_idx_dataset_and_replacing_output(tmp_path):
+    """Not a TTY: one line per epoch. Also: an IDX directory end to end, and success replaces the old output."""
+    with np.load(DATASET) as archive:
+        arrays = {key: archive[key][:512] if "train" in key else archive[key][:256] for key in archive.files}
+    dataset = write_idx_dir(str(tmp_path / "idx"), arrays, gz=False, dotted=True)
+    output = tmp_path / "work" / "out"
+    output.mkdir(parents=True)
+    (output / "stale.txt").write_text("from an older run")
+
+    result = run_trainer("--dataset", dataset, "--epochs", 2, "--output", output)
+    assert result.returncode == 0, result.stderr
+    epoch_lines = [line for line in result.stdout.splitlines() if line.startswith("epoch ")]
+    assert len(epoch_lines) == 2, result.stdout
+    for number, line in enumerate(epoch_lines, 1):
+        assert re.fullmatch(rf"epoch {number}/2: loss [\d.]+ accuracy [\d.]+ .* \d+ samples/s", line), line
+    assert result.stdout.splitlines()[-1].startswith("test accuracy ")
+
+    assert sorted(os.listdir(output)) == OUTPUT_FILES  # the stale file went with the old output
+    assert os.listdir(output.parent) == ["out"]
+    metrics = json.loads((output / "metrics.json").read_text())
+    assert metrics["dataset"] == {"sha256": load_dataset(dataset).sha256, "train_samples": 512, "test_samples": 256}
+
+
+@pytest.fixture(scope="module")
+def tiny_model(tmp_path_factory):
+    output = tmp_path_factory.mktemp("tiny") / "out"
+    result = run_trainer("--dataset", DATASET, *TINY, "--backend", "tensorflow", "--output", output)
+    assert result.returncode == 0, result.stderr
+    return output
+
+
+@pytest.mark.slow
+def test_training_is_reproducible(tiny_model, tmp_path):
+    result = run_trainer("--dataset", DATASET, *TINY, "--backend", "tensorflow", "--output", tmp_path / "again")
+    assert result.returncode == 0, result.stderr
+    first, second = hashes(tiny_model), hashes(tmp_path / "again")
+    assert sorted(first) == OUTPUT_FILES
+    assert first == second
+
+
+@pytest.mark.slow
+def test_another_seed_gives_another_model(tiny_model, tmp_path):
+    """The reproducibility test above can fail: the seed does reach the weights."""
+    result = run_trainer(
+        "--dataset", DATASET, *TINY, "--backend", "tensorflow", "--seed", 1, "--output", tmp_path / "seed1"
+    )
+    assert result.returncode == 0, result.stderr
+    assert sha256_file(tmp_path / "seed1" / "model.keras") != sha256_file(tiny_model / "model.keras")
+    assert json.loads((tmp_path / "seed1" / "metrics.json").read_text())["parameters"]["seed"] == 1
+
+
+# ---- the model under other backends -------------------------------------------------------------------------
+
+PREDICT = """
+import sys, keras, numpy as np
+from cnn_mnist.preprocessing import to_model_input
+model = keras.saving.load_model(sys.argv[1])
+with np.load(sys.argv[2]) as data:
+    np.save(sys.argv[3], model.predict(to_model_input(data["x_test"][:32]), verbose=0))
+print(keras.backend.backend())
+"""
+
+
+def predict(model, backend, tmp_path):
+    target = tmp_path / f"{backend}.npy"
+    result = subprocess.run(
+        [sys.executable, "-c", PREDICT, str(model), str(DATASET), str(target)],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=300,
+        env={**os.environ, "KERAS_BACKEND": backend, "TF_CPP_MIN_LOG_LEVEL": "2"},
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split()[-1] == backend
+    return np.load(target)
+
+
+@pytest.fixture(scope="module")
+def tensorflow_predictions(trained_model, tmp_path_factory):
+    if json.loads((trained_model / "metrics.json").read_text())["parameters"]["backend"] != "tensorflow":
+        pytest.skip("trained_model was not trained with tensorflow (KERAS_BACKEND is set)")
+    return predict(trained_model / "model.keras", "tensorflow", tmp_path_factory.mktemp("predictions"))
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("backend", ["jax", "torch"])
+def test_tensorflow_model_loads_under_other_backends(trained_model, tensorflow_predictions, backend, tmp_path):
+    with np.load(DATASET) as data:
+        labels = data["y_test"][:32]
+    assert tensorflow_predictions.shape == (32, 10)
+    assert (tensorflow_predictions.argmax(axis=1) == labels).mean() >= 0.9  # real predictions, not a constant
+    predictions = predict(trained_model / "model.keras", backend, tmp_path)
+    assert predictions.shape == (32, 10)
+    assert np.allclose(predictions, tensorflow_predictions, atol=1e-4)
