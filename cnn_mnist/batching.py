@@ -29,7 +29,7 @@ class MicroBatcher:
     def submit(self, images: np.ndarray) -> Future:
         """Queue (N, 28, 28, 1) float32 images; the future gives (probabilities (N, 10), ModelInfo)."""
         future = Future()
-        self._queue.put((images, future))
+        self._queue.put((images, future, time.monotonic()))
         return future
 
     def predict(self, images: np.ndarray, timeout: float = 30.0):
@@ -39,7 +39,9 @@ class MicroBatcher:
         while True:
             pending = [self._queue.get()]
             count = len(pending[0][0])
-            deadline = time.monotonic() + self.max_delay
+            # The wait counts from the first request's arrival: requests that queued up while the last
+            # forward pass ran have waited enough and go at once.
+            deadline = pending[0][2] + self.max_delay
             while count < self.max_batch_size:
                 remaining = deadline - time.monotonic()
                 try:
@@ -53,13 +55,13 @@ class MicroBatcher:
     def _execute(self, pending):
         predictor = self.get_predictor()
         try:
-            probabilities = predictor.predict(np.concatenate([images for images, _ in pending]))
+            probabilities = predictor.predict(np.concatenate([images for images, _, _ in pending]))
         except Exception as error:  # hand the failure to every waiting request rather than lose the worker
-            for _, future in pending:
+            for _, future, _ in pending:
                 future.set_exception(error)
             return
         self.on_batch(len(probabilities))
         start = 0
-        for images, future in pending:
+        for images, future, _ in pending:
             future.set_result((probabilities[start : start + len(images)], predictor.info))
             start += len(images)

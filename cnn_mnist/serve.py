@@ -31,8 +31,8 @@ def parse_args(argv=None):
     parser.add_argument("--port", type=int, default=int(env.get("PORT", 8080)))
     parser.add_argument("--backend", default=env.get("KERAS_BACKEND") or env.get("BACKEND") or DEFAULT_BACKEND,
                         help=f"one of {', '.join(BACKENDS)}")
-    parser.add_argument("--threads", type=positive_int, default=int(env.get("THREADS", 8)),
-                        help="waitress worker threads (default 8)")
+    parser.add_argument("--threads", type=positive_int, default=int(env.get("THREADS", 32)),
+                        help="waitress worker threads; most wait on a batch, so more than cores (default 32)")
     parser.add_argument("--max-batch-size", type=positive_int, default=64)
     parser.add_argument("--max-batch-delay-ms", type=float, default=2.0,
                         help="how long a request may wait to share a forward pass (default 2)")
@@ -50,6 +50,7 @@ def parse_args(argv=None):
 def main(argv=None) -> int:
     args = parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    logging.getLogger("waitress.queue").setLevel(logging.ERROR)  # a queue under load is what batching wants
     try:
         check_backend(args.backend)
     except UsageError as error:
