@@ -5,6 +5,7 @@
 
 import concurrent.futures
 import logging
+import re
 import time
 from types import SimpleNamespace
 
@@ -12,6 +13,7 @@ import numpy as np
 from flask import Flask, g, jsonify, request
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
+from werkzeug.routing import BaseConverter
 
 from . import openapi
 from .batching import MicroBatcher
@@ -31,6 +33,12 @@ DEFAULTS = {
 }
 
 
+class OtherModelName(BaseConverter):
+    """A model name in a TF Serving URL that is not ours: those get TF Serving's 404, ours its 405s."""
+
+    regex = rf"(?!{re.escape(MODEL_NAME)}(?![^/:]))[^/]+"
+
+
 def create_app(config=None) -> Flask:
     app = Flask(__name__)
     app.config.from_mapping(DEFAULTS)
@@ -48,6 +56,7 @@ def create_app(config=None) -> Flask:
         on_batch=metrics.record_batch,
     )
     app.extensions["cnn_mnist"] = SimpleNamespace(store=store, batcher=batcher, metrics=metrics)
+    app.url_map.converters["other_model"] = OtherModelName
     _register_routes(app, store, batcher, metrics)
     _register_errors(app, metrics)
     return app
@@ -91,8 +100,8 @@ def _register_routes(app, store, batcher, metrics):
     def tf_serving_metadata():
         return jsonify(openapi.tf_serving_metadata(MODEL_NAME, store.predictor.info.version))
 
-    @app.route("/v1/models/<name>", methods=["GET", "POST"])
-    @app.route("/v1/models/<name>/<path:rest>", methods=["GET", "POST"])
+    @app.route("/v1/models/<other_model:name>", methods=["GET", "POST"])
+    @app.route("/v1/models/<other_model:name>/<path:rest>", methods=["GET", "POST"])
     def tf_serving_unknown(name, rest=""):
         return jsonify({"error": f"Servable not found for request: Latest({name.split(':')[0]})"}), 404
 

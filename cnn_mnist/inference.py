@@ -5,14 +5,13 @@ called on a ready NumPy batch costs well under a millisecond of overhead. Batche
 power of two so that JAX compiles a handful of shapes, all of them at warm-up.
 """
 
-import hashlib
 import os
 from dataclasses import dataclass
 
 import keras
 import numpy as np
 
-from .data import NUM_CLASSES
+from .data import NUM_CLASSES, sha256_file
 from .net import INPUT_SHAPE
 
 
@@ -41,9 +40,7 @@ class Predictor:
         except Exception as error:  # Keras raises anything from OSError to ValueError for a bad file
             raise ModelCheckError(f"cannot load {path}: {error}") from error
         self._check_shapes(path)
-        with open(path, "rb") as stream:
-            digest = hashlib.sha256(stream.read()).hexdigest()
-        self.info = ModelInfo(self.model.name, version, digest, os.path.realpath(path))
+        self.info = ModelInfo(self.model.name, version, sha256_file(path), os.path.realpath(path))
         self._forward = _compile(self.model)
         self._warm_up()
 

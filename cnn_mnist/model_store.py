@@ -11,6 +11,7 @@ import os
 import threading
 from dataclasses import dataclass
 
+from .data import sha256_file
 from .inference import ModelCheckError, Predictor
 
 log = logging.getLogger(__name__)
@@ -75,8 +76,9 @@ class ModelStore:
         try:
             resolved = resolve(self.location)
             self.loading = resolved.version
-            if os.path.realpath(resolved.path) == self.predictor.info.path:
-                log.info("reload: %s is already serving", resolved.path)
+            serving = self.predictor.info
+            if (resolved.version, sha256_file(resolved.path)) == (serving.version, serving.sha256):
+                log.info("reload: version %s (%s) is already serving", resolved.version, resolved.path)
                 self.versions = resolved.versions or (resolved.version,)
                 return False
             candidate = Predictor(resolved.path, resolved.version, self.max_batch_size)

@@ -8,6 +8,7 @@ import logging
 import os
 import signal
 import sys
+import threading
 import time
 
 from .backends import BACKENDS, DEFAULT_BACKEND, check_backend
@@ -15,11 +16,8 @@ from .cli import ArgumentParser, fail, import_keras, positive_float, positive_in
 from .errors import UsageError
 
 PROG = "cnn-mnist"
+POLL_SECONDS = 0.2  # how soon SIGTERM is noticed
 log = logging.getLogger(PROG)
-
-
-class Drain(Exception):
-    """Raised by the SIGTERM handler to leave waitress' loop and start draining."""
 
 
 def parse_args(argv=None):
@@ -77,21 +75,26 @@ def main(argv=None) -> int:
         fail(PROG, f"cannot listen on {args.host}:{args.port}: {error.strerror or error}")
 
     store = app.extensions["cnn_mnist"].store
+    stopping = threading.Event()
     signal.signal(signal.SIGHUP, lambda *_: store.reload_in_background())
-    signal.signal(signal.SIGTERM, _raise_drain)
+    # The handlers only set a flag: an exception raised inside waitress' loop could be swallowed by it.
+    signal.signal(signal.SIGTERM, lambda *_: stopping.set())
+    signal.signal(signal.SIGINT, lambda *_: stopping.set())
     info = store.predictor.info
     host = f"[{server.effective_host}]" if ":" in str(server.effective_host) else server.effective_host
     print(f"{PROG}: serving model {info.name} version {info.version} ({args.backend}) "
           f"at http://{host}:{server.effective_port}/", flush=True)
-    try:
-        server.run()
-    except (Drain, KeyboardInterrupt):
-        drain(server, args.drain_seconds)
+    serve_until(server, stopping)
+    drain(server, args.drain_seconds)
     return 0
 
 
-def _raise_drain(signum, frame):
-    raise Drain()
+def serve_until(server, stopping) -> None:
+    """waitress' `server.run()`, but looking at `stopping` at least every POLL_SECONDS."""
+    from waitress import wasyncore
+
+    while not stopping.is_set():
+        wasyncore.loop(timeout=POLL_SECONDS, map=server._map, use_poll=server.adj.asyncore_use_poll, count=1)
 
 
 def drain(server, seconds: float) -> None:

@@ -1,0 +1,307 @@
+"""The web API in-process (Flask's test client): every route, every input form, versions and reloads."""
+
+import base64
+import hashlib
+import io
+import os
+import re
+import shutil
+
+import numpy as np
+import pytest
+from conftest import DATASET
+from PIL import Image
+
+from cnn_mnist.app import create_app
+from cnn_mnist.inference import Predictor
+
+TF = "/v1/models/cnn-mnist"
+
+
+@pytest.fixture(scope="module")
+def test_set():
+    with np.load(DATASET) as data:
+        return data["x_test"], data["y_test"]
+
+
+@pytest.fixture(scope="module")
+def app(trained_model):
+    return create_app({"MODEL": str(trained_model)})
+
+
+@pytest.fixture(scope="module")
+def client(app):
+    return app.test_client()
+
+
+@pytest.fixture(scope="module")
+def predictor(trained_model):
+    """The model's direct output, without the web layer."""
+    return Predictor(str(trained_model / "model.keras"), "1")
+
+
+def png(array, mode="L", fmt="PNG") -> bytes:
+    buffer = io.BytesIO()
+    Image.fromarray(np.asarray(array, np.uint8), mode).save(buffer, fmt)
+    return buffer.getvalue()
+
+
+def sha256(path):
+    return hashlib.sha256(open(path, "rb").read()).hexdigest()
+
+
+def expected_digits(predictor, images):
+    return predictor.predict(np.asarray(images, np.float32).reshape(-1, 28, 28, 1) / 255).argmax(axis=1).tolist()
+
+
+def assert_answer(answer, model_file):
+    assert set(answer) == {"digit", "probabilities", "model"}
+    probabilities = answer["probabilities"]
+    assert len(probabilities) == 10 and abs(sum(probabilities) - 1) < 1e-3
+    assert answer["digit"] == int(np.argmax(probabilities))
+    assert answer["model"] == {"name": answer["model"]["name"], "version": "1", "sha256": sha256(model_file)}
+    assert answer["model"]["name"]
+
+
+def test_multipart_single_upload(client, trained_model, test_set, predictor):
+    images, _ = test_set
+    response = client.post("/predict", data={"image": (io.BytesIO(png(images[0])), "digit.png")})
+    assert response.status_code == 200, response.json
+    assert_answer(response.json, trained_model / "model.keras")
+    assert response.json["digit"] == expected_digits(predictor, images[:1])[0]
+
+
+def test_multipart_several_images_is_a_batch(client, trained_model, test_set, predictor):
+    images, _ = test_set
+    files = [(io.BytesIO(png(image)), f"{i}.png") for i, image in enumerate(images[:5])]
+    response = client.post("/predict", data={"image": files})
+    assert response.status_code == 200, response.json
+    assert isinstance(response.json, list) and len(response.json) == 5
+    for answer in response.json:
+        assert_answer(answer, trained_model / "model.keras")
+    assert [a["digit"] for a in response.json] == expected_digits(predictor, images[:5])
+
+
+def test_json_base64_data_url_and_images_list(client, test_set, predictor):
+    images, _ = test_set
+    encoded = [base64.b64encode(png(image)).decode() for image in images[:4]]
+    expected = expected_digits(predictor, images[:4])
+    plain = client.post("/predict", json={"image": encoded[0]})
+    data_url = client.post("/predict", json={"image": "data:image/png;base64," + encoded[1]})
+    jpeg = client.post("/predict", json={"image": base64.b64encode(png(images[2], fmt="JPEG")).decode()})
+    batch = client.post("/predict", json={"images": encoded})
+    assert [plain.status_code, data_url.status_code, jpeg.status_code, batch.status_code] == [200] * 4
+    assert plain.json["digit"] == expected[0] and data_url.json["digit"] == expected[1]
+    assert jpeg.json["digit"] == expected[2]
+    assert [answer["digit"] for answer in batch.json] == expected
+
+
+@pytest.mark.parametrize("form", ["28x28", "784", "28x28x1", "unit-range"])
+def test_pixels_single_image_forms(client, test_set, predictor, form):
+    image = test_set[0][3]
+    value = {
+        "28x28": image.tolist(),
+        "784": image.reshape(-1).tolist(),
+        "28x28x1": image.reshape(28, 28, 1).tolist(),
+        "unit-range": (image / 255).tolist(),
+    }[form]
+    response = client.post("/predict", json={"pixels": value})
+    assert response.status_code == 200, response.json
+    assert isinstance(response.json, dict)
+    direct = predictor.predict(image.reshape(1, 28, 28, 1).astype(np.float32) / 255)[0]
+    assert response.json["digit"] == int(direct.argmax())
+    np.testing.assert_allclose(response.json["probabilities"], direct, atol=1e-5)
+
+
+def test_accuracy_through_the_api_matches_the_model(client, test_set, predictor, trained_model):
+    images, labels = test_set[0][:200], test_set[1][:200]
+    response = client.post("/predict", json={"pixels": images.tolist()})
+    assert response.status_code == 200
+    digits = np.array([answer["digit"] for answer in response.json])
+    assert (digits == labels).mean() >= 0.95
+    assert digits.tolist() == expected_digits(predictor, images)
+    # and the same as Keras' own predict() on the saved file
+    import keras
+
+    model = keras.saving.load_model(trained_model / "model.keras", compile=False)
+    keras_digits = model.predict(images[..., None].astype(np.float32) / 255, verbose=0).argmax(axis=1)
+    assert digits.tolist() == keras_digits.tolist()
+
+
+@pytest.mark.parametrize("shape", [(28, 28, 1), (28, 28), (784,)])
+def test_tf_serving_row_format(client, test_set, predictor, shape):
+    images = test_set[0][:3].astype(np.float32) / 255
+    response = client.post(f"{TF}:predict", json={"instances": images.reshape(3, *shape).tolist()})
+    assert response.status_code == 200, response.json
+    assert list(response.json) == ["predictions"]
+    np.testing.assert_allclose(response.json["predictions"], predictor.predict(images[..., None]), atol=1e-5)
+
+
+def test_tf_serving_columnar_and_named_inputs(client, test_set, predictor):
+    images = test_set[0][:2].astype(np.float32) / 255
+    expected = predictor.predict(images[..., None])
+    columnar = client.post(f"{TF}:predict", json={"inputs": images[..., None].tolist()})
+    named_columnar = client.post(f"{TF}:predict", json={"inputs": {"inputs": images.tolist()}})
+    named_rows = client.post(f"{TF}:predict", json={"instances": [{"inputs": image.tolist()} for image in images]})
+    assert list(columnar.json) == list(named_columnar.json) == ["outputs"]
+    assert list(named_rows.json) == ["predictions"]
+    for answer in (columnar.json["outputs"], named_columnar.json["outputs"], named_rows.json["predictions"]):
+        np.testing.assert_allclose(answer, expected, atol=1e-5)
+
+
+def test_tf_serving_status_and_metadata(client):
+    status = client.get(TF)
+    assert status.status_code == 200
+    assert status.json["model_version_status"] == [
+        {"version": "1", "state": "AVAILABLE", "status": {"error_code": "OK", "error_message": ""}}
+    ]
+    metadata = client.get(f"{TF}/metadata").json
+    assert metadata["model_spec"]["name"] == "cnn-mnist" and metadata["model_spec"]["version"] == "1"
+    signature = metadata["metadata"]["signature_def"]["signature_def"]["serving_default"]
+    dims = [d["size"] for d in signature["inputs"]["inputs"]["tensor_shape"]["dim"]]
+    assert dims == ["-1", "28", "28", "1"]
+
+
+@pytest.mark.parametrize("method, path", [("GET", "/v1/models/other"), ("POST", "/v1/models/other:predict"),
+                                          ("GET", "/v1/models/other/metadata")])
+def test_tf_serving_unknown_model_is_404(client, method, path):
+    response = client.open(path, method=method, json={"instances": [[0] * 784]})
+    assert response.status_code == 404
+    assert "other" in response.json["error"]
+
+
+def test_health_and_readiness(client, trained_model):
+    assert client.get("/healthz").json == {"status": "alive"}
+    ready = client.get("/readyz")
+    assert ready.status_code == 200 and ready.json["status"] == "ready"
+    assert ready.json["model"]["sha256"] == sha256(trained_model / "model.keras")
+
+
+def test_drawing_page(client):
+    response = client.get("/")
+    assert response.status_code == 200 and b"<html" in response.data.lower()
+
+
+def test_openapi_describes_every_route(client, app):
+    spec = client.get("/openapi.json").json
+    assert spec["openapi"].startswith("3.")
+    for path in ["/predict", f"{TF}:predict", TF, f"{TF}/metadata", "/healthz", "/readyz", "/metrics",
+                 "/openapi.json", "/"]:
+        assert path in spec["paths"], path
+    assert "post" in spec["paths"]["/predict"] and "post" in spec["paths"][f"{TF}:predict"]
+    # and nothing the app serves is left out
+    served = {rule.rule.replace("<name>", "cnn-mnist") for rule in app.url_map.iter_rules()
+              if "<" not in rule.rule.replace("<name>", "") and rule.endpoint != "static"}
+    assert served <= set(spec["paths"]), served - set(spec["paths"])
+
+
+def metric(text, name, **labels):
+    """The value of one sample in Prometheus text, or None."""
+    for line in text.splitlines():
+        match = re.fullmatch(rf"{name}(?:\{{(.*)\}})? (\S+)", line)
+        if match and all(f'{k}="{v}"' in (match.group(1) or "") for k, v in labels.items()):
+            return float(match.group(2))
+    return None
+
+
+def test_metrics_count_requests_latency_batches_and_model(trained_model, test_set):
+    app = create_app({"MODEL": str(trained_model)})  # fresh counters
+    client = app.test_client()
+    for _ in range(3):
+        client.post("/predict", json={"pixels": test_set[0][0].tolist()})
+    client.post("/predict", json={"pixels": test_set[0][:5].tolist()})
+    client.post("/predict", json={"pixels": "nope"})
+    client.get("/nowhere")
+    response = client.get("/metrics")
+    assert response.status_code == 200 and response.mimetype == "text/plain"
+    text = response.get_data(as_text=True)
+    assert metric(text, "cnn_mnist_requests_total", route="/predict", method="POST", status="200") == 4
+    assert metric(text, "cnn_mnist_requests_total", route="/predict", method="POST", status="400") == 1
+    assert metric(text, "cnn_mnist_requests_total", route="unmatched", status="404") == 1
+    assert metric(text, "cnn_mnist_request_seconds_count", route="/predict") == 5
+    assert metric(text, "cnn_mnist_request_seconds_bucket", route="/predict", le="+Inf") == 5
+    assert metric(text, "cnn_mnist_batch_size_count") == 4
+    assert metric(text, "cnn_mnist_batch_size_sum") == 8
+    assert metric(text, "cnn_mnist_predictions_total") == 8
+    assert metric(text, "cnn_mnist_model_version") == 1
+    assert metric(text, "cnn_mnist_model_info", version="1", sha256=sha256(trained_model / "model.keras")) == 1
+    assert "cnn_mnist_model_swaps_total" in text
+
+
+@pytest.fixture
+def versions(tmp_path, trained_model):
+    """A directory of versions 1/ and 2/, each a copy of the trained model."""
+    for version in ("1", "2"):
+        (tmp_path / version).mkdir()
+        shutil.copy(trained_model / "model.keras", tmp_path / version / "model.keras")
+    return tmp_path
+
+
+def test_highest_version_serves_by_default(versions, test_set):
+    client = create_app({"MODEL": str(versions)}).test_client()
+    answer = client.post("/predict", json={"pixels": test_set[0][0].tolist()}).json
+    assert answer["model"]["version"] == "2"
+    states = {s["version"]: s["state"] for s in client.get(TF).json["model_version_status"]}
+    assert states == {"2": "AVAILABLE", "1": "END"}
+    assert client.get(f"{TF}/metadata").json["model_spec"]["version"] == "2"
+
+
+def test_current_symlink_picks_the_version_and_reload_follows_it(versions, test_set):
+    os.symlink("1", versions / "current")
+    app = create_app({"MODEL": str(versions)})
+    client, store = app.test_client(), app.extensions["cnn_mnist"].store
+    pixels = {"pixels": test_set[0][0].tolist()}
+    assert client.post("/predict", json=pixels).json["model"]["version"] == "1"
+    os.remove(versions / "current")
+    os.symlink("2", versions / "current")
+    assert store.reload() is True
+    assert client.post("/predict", json=pixels).json["model"]["version"] == "2"
+    states = {s["version"]: s["state"] for s in client.get(TF).json["model_version_status"]}
+    assert states == {"2": "AVAILABLE", "1": "END"}
+    text = client.get("/metrics").get_data(as_text=True)
+    assert metric(text, "cnn_mnist_model_swaps_total", result="swapped") == 1
+    assert metric(text, "cnn_mnist_model_version") == 2
+    assert store.reload() is False  # nothing new: no swap
+    assert metric(client.get("/metrics").get_data(as_text=True), "cnn_mnist_model_swaps_total",
+                  result="swapped") == 1
+
+
+def test_bad_versions_are_refused_and_the_old_one_keeps_serving(versions, test_set):
+    import keras
+
+    app = create_app({"MODEL": str(versions)})
+    client, store = app.test_client(), app.extensions["cnn_mnist"].store
+    (versions / "3").mkdir()
+    (versions / "3" / "model.keras").write_bytes(os.urandom(4096))
+    assert store.reload() is False
+    five = keras.Sequential([keras.Input((28, 28, 1)), keras.layers.Flatten(), keras.layers.Dense(5, "softmax")])
+    (versions / "4").mkdir()
+    five.save(versions / "4" / "model.keras")
+    assert store.reload() is False
+    assert "(None, 5)" in store.last_error
+    answer = client.post("/predict", json={"pixels": test_set[0][0].tolist()})
+    assert answer.status_code == 200 and answer.json["model"]["version"] == "2"
+    text = client.get("/metrics").get_data(as_text=True)
+    assert metric(text, "cnn_mnist_model_swaps_total", result="refused") == 2
+    assert metric(text, "cnn_mnist_model_version") == 2
+    states = {s["version"]: s["state"] for s in client.get(TF).json["model_version_status"]}
+    assert states["2"] == "AVAILABLE"
+
+
+def test_current_symlink_to_a_missing_version_is_refused(versions):
+    os.symlink("7", versions / "current")
+    with pytest.raises(Exception, match="not a version"):
+        create_app({"MODEL": str(versions)})
+
+
+def test_reload_picks_up_a_model_file_replaced_in_place(tmp_path, trained_model):
+    import keras
+
+    shutil.copy(trained_model / "model.keras", tmp_path / "model.keras")
+    store = create_app({"MODEL": str(tmp_path)}).extensions["cnn_mnist"].store
+    model = keras.saving.load_model(tmp_path / "model.keras", compile=False)
+    model.set_weights([*model.get_weights()[:-1], model.get_weights()[-1] + 0.5])
+    model.save(tmp_path / "retrained.keras")
+    os.replace(tmp_path / "retrained.keras", tmp_path / "model.keras")
+    assert store.reload() is True
+    assert store.predictor.info.sha256 == sha256(tmp_path / "model.keras")

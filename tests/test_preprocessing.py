@@ -1,0 +1,139 @@
+"""Preprocessing: a drawing shifted, scaled, inverted or re-encoded is classified like the MNIST digit it shows."""
+
+import io
+
+import numpy as np
+import pytest
+from conftest import DATASET
+from PIL import Image
+
+from cnn_mnist.app import create_app
+from cnn_mnist.errors import UsageError
+from cnn_mnist.preprocessing import mnist_like, to_model_input
+
+COUNT = 50
+
+
+@pytest.fixture(scope="module")
+def digits():
+    with np.load(DATASET) as data:
+        return data["x_test"][:COUNT]
+
+
+@pytest.fixture(scope="module")
+def client(trained_model):
+    return create_app({"MODEL": str(trained_model)}).test_client()
+
+
+@pytest.fixture(scope="module")
+def original_labels(client, digits):
+    """What the model says about the untouched test digits."""
+    response = client.post("/predict", json={"pixels": digits.tolist()})
+    assert response.status_code == 200
+    return [answer["digit"] for answer in response.json]
+
+
+def encode(image: Image.Image, fmt="PNG") -> bytes:
+    buffer = io.BytesIO()
+    image.save(buffer, fmt, quality=90) if fmt == "JPEG" else image.save(buffer, fmt)
+    return buffer.getvalue()
+
+
+def upscaled(digit):
+    return Image.fromarray(digit).resize((200, 200), Image.Resampling.BICUBIC)
+
+
+def inverted(digit):
+    return Image.fromarray(255 - np.asarray(upscaled(digit)))
+
+
+def shifted(digit):
+    """Dark ink on white paper, scaled to 120 px, off-centre on a 400x300 page."""
+    page = Image.new("L", (400, 300), 255)
+    page.paste(Image.fromarray(255 - digit).resize((120, 120), Image.Resampling.BILINEAR), (250, 20))
+    return page
+
+
+def transparent(digit):
+    """RGBA: all pixels black, the ink only in the alpha channel (a canvas export)."""
+    rgba = np.zeros((200, 200, 4), np.uint8)
+    rgba[..., 3] = np.asarray(upscaled(digit))
+    return Image.fromarray(rgba, "RGBA")
+
+
+def jpeg_rgb(digit):
+    """A colour JPEG of blue ink on a light grey page (lossy, not pure black and white)."""
+    ink = np.asarray(shifted(digit), np.float32) / 255
+    rgb = np.stack([ink * 200 + 20, ink * 200 + 30, 0 * ink + 230], axis=-1).astype(np.uint8)
+    return Image.fromarray(rgb, "RGB")
+
+
+VARIANTS = {
+    "upscaled": (upscaled, "PNG"),
+    "inverted": (inverted, "PNG"),
+    "shifted-dark-on-light": (shifted, "PNG"),
+    "rgba-alpha-ink": (transparent, "PNG"),
+    "jpeg": (jpeg_rgb, "JPEG"),
+}
+
+
+@pytest.mark.parametrize("variant", VARIANTS)
+def test_variants_are_classified_like_the_original(client, digits, original_labels, variant):
+    make, fmt = VARIANTS[variant]
+    files = [(io.BytesIO(encode(make(digit), fmt)), f"{i}.{fmt.lower()}") for i, digit in enumerate(digits)]
+    response = client.post("/predict", data={"image": files})
+    assert response.status_code == 200, response.json
+    labels = [answer["digit"] for answer in response.json]
+    agreement = np.mean(np.array(labels) == np.array(original_labels))
+    assert agreement >= 0.9, (variant, agreement)
+
+
+def test_mnist_like_is_the_same_for_inverted_and_transparent_drawings(digits):
+    digit = digits[0]
+    bright = mnist_like(upscaled(digit))
+    for other in (inverted(digit), transparent(digit), shifted(digit)):
+        difference = np.abs(mnist_like(other).astype(int) - bright).mean()
+        assert difference < 12, difference
+
+
+def test_mnist_like_output_is_mnist_shaped(digits):
+    result = mnist_like(shifted(digits[1]))
+    assert result.shape == (28, 28) and result.dtype == np.uint8
+    assert result.max() == 255
+    ys, xs = np.nonzero(result > 25)
+    assert ys.max() - ys.min() < 21 and xs.max() - xs.min() < 21  # fits MNIST's 20x20 box
+    weights = result.astype(float)
+    rows, cols = np.indices(result.shape)
+    centre = ((rows * weights).sum() / weights.sum(), (cols * weights).sum() / weights.sum())
+    assert abs(centre[0] - 13.5) < 1 and abs(centre[1] - 13.5) < 1
+    assert result[:2].max() == 0 and result[-2:].max() == 0  # a border of background
+
+
+def test_faint_ink_is_normalised(digits):
+    faint = Image.fromarray((digits[2] // 8).astype(np.uint8))
+    assert mnist_like(faint).max() == 255
+
+
+@pytest.mark.parametrize("page", [
+    Image.new("L", (50, 50), 0), Image.new("L", (50, 50), 255), Image.new("L", (50, 50), 128),
+    Image.new("RGBA", (50, 50), (0, 0, 0, 0)), Image.new("RGB", (50, 50), (255, 255, 255)),
+])
+def test_an_image_without_ink_is_a_clear_error(client, page):
+    with pytest.raises(UsageError, match="no ink"):
+        mnist_like(page)
+    response = client.post("/predict", data={"image": (io.BytesIO(encode(page)), "blank.png")})
+    assert response.status_code == 400
+    assert "no ink" in response.json["error"] and "draw" in response.json["error"]
+    ok = client.post("/predict", data={"image": (io.BytesIO(encode(upscaled(np.eye(28, dtype=np.uint8) * 255))),
+                                                 "ok.png")})
+    assert ok.status_code == 200
+
+
+def test_to_model_input_scales_bytes_and_keeps_floats():
+    uint8 = np.full((2, 28, 28), 255, np.uint8)
+    assert to_model_input(uint8).shape == (2, 28, 28, 1)
+    assert to_model_input(uint8).dtype == np.float32 and to_model_input(uint8).max() == 1
+    floats = np.full((1, 28, 28, 1), 0.5, np.float64)
+    np.testing.assert_array_equal(to_model_input(floats), floats.astype(np.float32))
+    with pytest.raises(ValueError, match="28, 28"):
+        to_model_input(np.zeros((1, 27, 28)))
