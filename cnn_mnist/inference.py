@@ -81,7 +81,7 @@ def _compile(model):
         import tensorflow as tf
 
         spec = tf.TensorSpec((None, *INPUT_SHAPE), tf.float32)
-        return tf.function(lambda x: model(x, training=False), input_signature=[spec])
+        return tf.function(lambda x: model(x, training=False), input_signature=[spec], autograph=False)
     if backend == "jax":
         import jax
 

@@ -1,0 +1,355 @@
+"""Serving benchmark: cnn-mnist against a naive seed-style server, on loopback, in the same run.
+
+    .venv/bin/python bench/serve.py [--model out/] [--seconds 10] [--concurrency 1,4,16,64] [--batch 1]
+
+Each server runs as a subprocess on a free 127.0.0.1 port. "Ready" is the time from starting the
+process to the first 200 from /readyz. Then, for every concurrency level, a closed-loop load generator
+(each client sends a real test digit, waits for the answer, sends the next) runs for a warm-up and
+`--seconds` of measurement. The clients live in separate processes (spawned before anything else, one
+thread and one keep-alive `http.client` connection per client), so they never share a GIL with the
+bench's bookkeeping; their CPU use is reported so one can see they were not the bottleneck. A thread
+samples the server's /proc/PID/status every 20 ms for peak RSS, split into anonymous memory (what the
+server allocated) and file-backed pages (mostly shared libraries: TensorFlow's alone are ~530 MB).
+
+Bounded: every level ends after warm-up + seconds (+ the client timeout for a request in flight), and
+servers are killed on exit, Ctrl-C, SIGTERM or any exception. Only loopback is ever contacted.
+"""
+
+import argparse
+import atexit
+import http.client
+import json
+import multiprocessing
+import os
+import shlex
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+HOST = "127.0.0.1"
+HEADERS = {"Content-Type": "application/json"}
+_servers = []  # Popen objects to kill on the way out
+
+
+# ---- the load generator (runs in spawned worker processes) -------------------------------------------
+
+def _client(port, bodies, first, t_start, t_measure, t_end, timeout, out):
+    """One closed-loop client on one connection; keeps the answers completed inside [t_measure, t_end]."""
+    conn = http.client.HTTPConnection(HOST, port, timeout=timeout)
+    latencies, errors, i = [], [], first
+    time.sleep(max(0.0, t_start - time.monotonic()))
+    while time.monotonic() < t_end:
+        body, i = bodies[i % len(bodies)], i + 1
+        sent = time.monotonic()
+        try:
+            conn.request("POST", "/predict", body, HEADERS)
+            response = conn.getresponse()
+            data = response.read()
+            problem = None if response.status == 200 else f"HTTP {response.status}: {data[:120]!r}"
+        except (OSError, http.client.HTTPException) as error:
+            conn.close()  # http.client reconnects on the next request
+            problem = repr(error)
+        done = time.monotonic()
+        if t_measure <= done <= t_end:  # not warm-up, not finished after the window closed
+            (errors.append(problem) if problem else latencies.append(done - sent))
+    conn.close()
+    out.append((latencies, errors))
+
+
+def _worker(pipe):
+    """Run load jobs sent by the bench: (port, bodies, clients, first, times…) → (latencies, errors)."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the bench's to handle; it closes our pipe
+    while True:
+        try:
+            port, bodies, clients, first, *times = pipe.recv()
+        except (EOFError, TypeError):  # the bench is gone, or sent None
+            return
+        out = []
+        threads = [threading.Thread(target=_client, args=(port, bodies, first + 97 * k, *times, out))
+                   for k in range(clients)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        pipe.send(([x for lat, _ in out for x in lat], [e for _, err in out for e in err]))
+
+
+class LoadGenerator:
+    """A few long-lived client processes; `run` spreads the clients over them and merges the results."""
+
+    def __init__(self, processes):
+        context = multiprocessing.get_context("spawn")  # nothing inherited: no threads, no TF, no servers
+        self.pipes, self.processes = [], []
+        for _ in range(processes):
+            ours, theirs = context.Pipe()
+            self.processes.append(context.Process(target=_worker, args=(theirs,), daemon=True))
+            self.processes[-1].start()
+            self.pipes.append(ours)
+
+    def cpu_seconds(self):
+        return sum(cpu_seconds(process.pid) for process in self.processes)
+
+    def close(self):
+        """Ask the workers to leave; one still in a job (we were interrupted) is terminated."""
+        for pipe in self.pipes:
+            pipe.send(None)
+        for process in self.processes:
+            process.join(1)
+            process.terminate()
+
+    def run(self, port, bodies, clients, warmup, seconds, timeout):
+        """→ (latencies in s, error messages, measured seconds)."""
+        pipes = self.pipes[:clients]
+        t_start = time.monotonic() + 0.3  # time for the workers to start their threads
+        for n, pipe in enumerate(pipes):
+            share = clients // len(pipes) + (n < clients % len(pipes))
+            pipe.send((port, bodies, share, n * 1009, t_start, t_start + warmup, t_start + warmup + seconds, timeout))
+        results = [pipe.recv() for pipe in pipes]
+        return [x for lat, _ in results for x in lat], [e for _, err in results for e in err], seconds
+
+
+# ---- servers ----------------------------------------------------------------------------------------
+
+def cpu_seconds(pid):
+    """User + system CPU time a process has used so far."""
+    with open(f"/proc/{pid}/stat") as stat:
+        fields = stat.read().rpartition(")")[2].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def memory(pid):
+    """VmRSS and its split (RssAnon, RssFile, RssShmem) in MB."""
+    with open(f"/proc/{pid}/status") as status:
+        pairs = (line.split(":") for line in status)
+        return {k: int(v.split()[0]) / 1024 for k, v in pairs if k in ("VmRSS", "RssAnon", "RssFile", "RssShmem")}
+
+
+class RssSampler(threading.Thread):
+    """Samples the server's memory every 20 ms; `take()` gives the peak since the last take and resets it."""
+
+    def __init__(self, pid):
+        super().__init__(daemon=True)
+        self.pid, self.lock, self.peak, self.overall, self.stopped = pid, threading.Lock(), None, None, False
+
+    def run(self):
+        while not self.stopped:
+            try:
+                sample = memory(self.pid)
+            except OSError:
+                return
+            if "VmRSS" not in sample:  # a zombie: the server has exited
+                return
+            with self.lock:
+                self.peak = max(self.peak or sample, sample, key=lambda s: s["VmRSS"])
+                self.overall = max(self.overall or sample, sample, key=lambda s: s["VmRSS"])
+            time.sleep(0.02)
+
+    def take(self):
+        with self.lock:
+            peak, self.peak = self.peak or memory(self.pid), None
+        return peak
+
+
+def free_port():
+    with socket.socket() as sock:
+        sock.bind((HOST, 0))
+        return sock.getsockname()[1]
+
+
+def start_server(name, argv, port, log_path, ready_timeout):
+    """Start the server, poll /readyz every 20 ms; → (Popen, seconds from start to the first 200)."""
+    started = time.monotonic()
+    with open(log_path, "wb") as log:
+        env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", PYTHONUNBUFFERED="1")
+        process = subprocess.Popen(argv, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT, env=env,
+                                   start_new_session=True)  # its own group: killed whole, spared our Ctrl-C
+    _servers.append(process)
+    while time.monotonic() - started < ready_timeout and process.poll() is None:
+        try:
+            conn = http.client.HTTPConnection(HOST, port, timeout=1)
+            conn.request("GET", "/readyz")
+            if conn.getresponse().status == 200:
+                conn.close()
+                return process, time.monotonic() - started
+            conn.close()
+        except (OSError, http.client.HTTPException):
+            pass
+        time.sleep(0.02)
+    with open(log_path, "rb") as stream:
+        tail = stream.read()[-2000:].decode(errors="replace")
+    raise SystemExit(f"bench: {name} did not get ready (exit {process.poll()}); {log_path} ends:\n{tail}")
+
+
+def stop_servers():
+    for process in _servers:
+        try:
+            os.killpg(process.pid, signal.SIGTERM)
+            process.wait(5)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait()
+        except ProcessLookupError:
+            pass
+    _servers.clear()
+
+
+def check_answers(port, bodies, batch):
+    """A few requests, checked for the answer's shape; → the digits answered (to compare the servers)."""
+    conn, digits = http.client.HTTPConnection(HOST, port, timeout=60), []
+    for body in bodies[: max(1, 32 // batch)]:
+        conn.request("POST", "/predict", body, HEADERS)
+        response = conn.getresponse()
+        answer = json.loads(response.read())
+        if response.status != 200:
+            raise SystemExit(f"bench: /predict answered {response.status}: {answer}")
+        for item in answer if batch > 1 else [answer]:
+            assert isinstance(item["digit"], int) and len(item["probabilities"]) == 10, item
+            digits.append(item["digit"])
+    conn.close()
+    return digits
+
+
+# ---- the run ----------------------------------------------------------------------------------------
+
+def percentile(sorted_values, q):
+    return sorted_values[min(len(sorted_values) - 1, int(q / 100 * len(sorted_values)))] if sorted_values else None
+
+
+def bench_server(name, argv, args, bodies, generator, log_dir):
+    port = free_port()
+    log_path = os.path.join(log_dir, name.split()[0] + ".log")
+    process, ready = start_server(name, argv + ["--port", str(port)], port, log_path, args.ready_timeout)
+    sampler = RssSampler(process.pid)
+    sampler.start()
+    result = {"server": name, "ready_s": ready, "idle_rss_mb": memory(process.pid),
+              "digits": check_answers(port, bodies, args.batch), "levels": []}
+    print(f"{name}: ready in {ready:.2f} s, idle RSS {result['idle_rss_mb']['VmRSS']:.0f} MB", flush=True)
+    for clients in args.concurrency:
+        sampler.take()
+        cpu, load_cpu, wall = cpu_seconds(process.pid), generator.cpu_seconds(), time.monotonic()
+        latencies, errors, seconds = generator.run(port, bodies, clients, args.warmup, args.seconds, args.timeout)
+        wall = time.monotonic() - wall  # the CPU shares include the warm-up
+        cpu, load_cpu = cpu_seconds(process.pid) - cpu, generator.cpu_seconds() - load_cpu
+        latencies.sort()
+        level = {"clients": clients, "requests_per_s": len(latencies) / seconds,
+                 "predictions_per_s": len(latencies) * args.batch / seconds,
+                 "p50_ms": 1000 * (percentile(latencies, 50) or float("nan")),
+                 "p99_ms": 1000 * (percentile(latencies, 99) or float("nan")),
+                 "requests": len(latencies), "errors": len(errors), "error_samples": sorted(set(errors))[:3],
+                 "peak_rss_mb": sampler.take(), "server_cpu_percent": 100 * cpu / wall,
+                 "load_generator_cpu_percent": 100 * load_cpu / wall}
+        result["levels"].append(level)
+        print(f"  {clients:>3} clients: {level['predictions_per_s']:8.1f} predictions/s, p50 {level['p50_ms']:.1f} ms, "
+              f"p99 {level['p99_ms']:.1f} ms, errors {len(errors)}; CPU: server {level['server_cpu_percent']:.0f}%, "
+              f"load generator {level['load_generator_cpu_percent']:.0f}% {level['error_samples'][:1]}", flush=True)
+    sampler.stopped = True
+    result["peak_rss_mb"] = sampler.overall or result["idle_rss_mb"]
+    stop_servers()
+    return result
+
+
+def report(results, labels):
+    lines = ["| server | clients | requests/s | predictions/s | p50 ms | p99 ms | errors | peak RSS MB (anon) "
+             "| server CPU % |", "|---|--:|--:|--:|--:|--:|--:|--:|--:|"]
+    for r in results:
+        for lv in r["levels"]:
+            rss = lv["peak_rss_mb"]
+            lines.append(f"| {r['server']} | {lv['clients']} | {lv['requests_per_s']:.1f} | {lv['predictions_per_s']:.1f} "
+                         f"| {lv['p50_ms']:.1f} | {lv['p99_ms']:.1f} | {lv['errors']} | {rss['VmRSS']:.0f} "
+                         f"({rss['RssAnon']:.0f}) | {lv['server_cpu_percent']:.0f} |")
+    lines.append("")
+    at16 = [next((lv for lv in r["levels"] if lv["clients"] == 16), None) for r in results]
+    if len(results) == 2 and all(at16):
+        speedup = at16[0]["predictions_per_s"] / max(at16[1]["predictions_per_s"], 1e-9)
+        lines.append(f"speed-up cnn-mnist/naive at 16 clients: {speedup:.0f}x")
+    lines.append("ready (process start to first 200 from /readyz): "
+                 + ", ".join(f"{r['server']} {r['ready_s']:.2f} s" for r in results))
+    for r in results:
+        peak, digits = r["peak_rss_mb"], r["digits"]
+        accuracy = sum(d == int(y) for d, y in zip(digits, labels)) / len(digits)
+        lines.append(f"peak RSS {r['server']}: {peak['VmRSS']:.0f} MB = {peak['RssAnon']:.0f} MB anon + "
+                     f"{peak['RssFile']:.0f} MB file-backed + {peak['RssShmem']:.0f} MB shmem; "
+                     f"{accuracy:.0%} of the {len(digits)} checked digits right")
+    if len(results) == 2:
+        same = sum(a == b for a, b in zip(results[0]["digits"], results[1]["digits"]))
+        lines.append(f"the two servers answered the same digit for {same}/{len(results[1]['digits'])} checked images")
+    return "\n".join(lines)
+
+
+def parse_args(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    add = parser.add_argument
+    add("--model", help="a model file or trainer output directory; default: train a quick one in a temp dir")
+    add("--backend", help="cnn-mnist's Keras backend (default: the server's default)")
+    add("--seconds", type=float, default=10.0, help="measured seconds per level (default 10)")
+    add("--warmup", type=float, default=2.0, help="unmeasured warm-up seconds per level (default 2)")
+    add("--concurrency", default="1,4,16,64", help="client counts (default 1,4,16,64)")
+    add("--batch", type=int, default=1, help="images per request (default 1); predictions = requests x batch")
+    add("--skip-naive", action="store_true", help="benchmark cnn-mnist only")
+    add("--json", metavar="OUT", help="write the results here")
+    add("--processes", type=int, default=2, help="load-generator processes (default 2)")
+    add("--timeout", type=float, default=30.0, help="client socket timeout in seconds (default 30)")
+    add("--ready-timeout", type=float, default=180.0, help="give up on a server not ready after this many seconds")
+    add("--server-args", default="", help='extra cnn-mnist flags, e.g. "--threads 16 --max-batch-delay-ms 1"')
+    add("--dataset", default=os.path.join(ROOT, "data", "mnist-small.npz"), help="test digits to send")
+    args = parser.parse_args(argv)
+    args.concurrency = [int(c) for c in args.concurrency.split(",")]
+    if not all(0 < c <= 256 for c in args.concurrency) or not 0 < args.seconds <= 600 or not 0 <= args.warmup <= 60:
+        parser.error("--concurrency takes 1-256 clients a level, --seconds 0-600 and --warmup 0-60")
+    if not 1 <= args.batch <= 256 or not 1 <= args.processes <= 8:
+        parser.error("--batch takes 1-256 and --processes 1-8")
+    return args
+
+
+def _exit_on_signal(signum, frame):
+    raise SystemExit(128 + signum)  # so that `finally` kills the servers
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    generator = LoadGenerator(min(args.processes, max(args.concurrency)))  # first: spawn before any thread
+    atexit.register(stop_servers)
+    signal.signal(signal.SIGTERM, _exit_on_signal)
+    signal.signal(signal.SIGHUP, _exit_on_signal)
+    import numpy as np
+
+    with tempfile.TemporaryDirectory(prefix="cnn-mnist-bench-") as tmp:
+        try:
+            model = args.model
+            if not model:
+                model = os.path.join(tmp, "model")
+                print("bench: no --model; training a quick one (1 epoch, 2000 digits)", flush=True)
+                subprocess.run([sys.executable, "-m", "cnn_mnist.train_cli", "--dataset", args.dataset, "--epochs",
+                                "1", "--train-samples", "2000", "--output", model],
+                               cwd=ROOT, check=True, stdout=subprocess.DEVNULL, timeout=900)
+            with np.load(args.dataset) as data:
+                images, labels = data["x_test"][:1024], data["y_test"][:1024]
+            groups = [images[i : i + args.batch] for i in range(0, len(images) - args.batch + 1, args.batch)]
+            bodies = [json.dumps({"pixels": (g[0] if args.batch == 1 else g).tolist()}).encode() for g in groups]
+            print(f"bench: {os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.2f}; {args.seconds:g} s a level "
+                  f"after {args.warmup:g} s warm-up; {args.batch} image(s) a request", flush=True)
+            servers = [(f"cnn-mnist ({args.backend or 'default backend'})",
+                        [sys.executable, "-m", "cnn_mnist.serve", "--model", model]
+                        + (["--backend", args.backend] if args.backend else []) + shlex.split(args.server_args))]
+            if not args.skip_naive:
+                servers.append(("naive (Flask + model.predict)", [sys.executable, os.path.join(ROOT, "bench",
+                                "naive_server.py"), "--model", model, "--backend", "tensorflow"]))
+            results = [bench_server(name, argv, args, bodies, generator, tmp) for name, argv in servers]
+        finally:
+            generator.close()  # first, so that a server told to drain is not kept busy by our clients
+            stop_servers()
+    print("\n" + report(results, labels))
+    if args.json:
+        with open(args.json, "w") as stream:
+            json.dump({"args": vars(args), "cpus": os.cpu_count(), "load_average": os.getloadavg(),
+                       "results": results}, stream, indent=1)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
