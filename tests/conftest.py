@@ -36,6 +36,32 @@ def trained_model(tmp_path_factory):
     return output
 
 
+def tree(path):
+    """{relative path: bytes} for every file under `path`, and the directories as None."""
+    found = {}
+    for directory, dirs, files in os.walk(path):
+        for name in dirs:
+            found[os.path.relpath(os.path.join(directory, name), path)] = None
+        for name in files:
+            full = os.path.join(directory, name)
+            with open(full, "rb") as stream:
+                found[os.path.relpath(full, path)] = stream.read()
+    return found
+
+
+@pytest.fixture(scope="module")
+def app(trained_model):
+    """The app in-process on `trained_model` (one per test module, so counters start afresh)."""
+    from cnn_mnist.app import create_app
+
+    return create_app({"MODEL": str(trained_model)})
+
+
+@pytest.fixture(scope="module")
+def client(app):
+    return app.test_client()
+
+
 def free_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))

@@ -25,16 +25,6 @@ def test_set():
 
 
 @pytest.fixture(scope="module")
-def app(trained_model):
-    return create_app({"MODEL": str(trained_model)})
-
-
-@pytest.fixture(scope="module")
-def client(app):
-    return app.test_client()
-
-
-@pytest.fixture(scope="module")
 def predictor(trained_model):
     """The model's direct output, without the web layer."""
     return Predictor(str(trained_model / "model.keras"), "1")

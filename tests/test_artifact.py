@@ -8,22 +8,9 @@ import threading
 import zipfile
 
 import pytest
-from conftest import DATASET, ROOT, TRAIN
+from conftest import DATASET, ROOT, TRAIN, tree
 
 from cnn_mnist import artifact
-
-
-def tree(path):
-    """{relative path: bytes} for every file under `path`, and the directories as None."""
-    found = {}
-    for directory, dirs, files in os.walk(path):
-        for name in dirs:
-            found[os.path.relpath(os.path.join(directory, name), path)] = None
-        for name in files:
-            full = os.path.join(directory, name)
-            with open(full, "rb") as stream:
-                found[os.path.relpath(full, path)] = stream.read()
-    return found
 
 
 @pytest.fixture

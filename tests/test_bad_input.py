@@ -15,16 +15,6 @@ ZEROS = [[0] * 28] * 28
 DIGIT = [[0] * 28] * 10 + [[0] * 10 + [255] * 8 + [0] * 10] * 8 + [[0] * 28] * 10
 
 
-@pytest.fixture(scope="module")
-def app(trained_model):
-    return create_app({"MODEL": str(trained_model)})
-
-
-@pytest.fixture(scope="module")
-def client(app):
-    return app.test_client()
-
-
 def image_bytes(mode, size, fmt="PNG"):
     buffer = io.BytesIO()
     Image.new(mode, size).save(buffer, fmt)

@@ -13,7 +13,7 @@ import sys
 
 import numpy as np
 import pytest
-from conftest import DATASET, ROOT, run_trainer
+from conftest import DATASET, ROOT, run_trainer, tree
 from test_data import tiny_arrays, write_corrupt_file, write_idx_dir
 
 from cnn_mnist.data import load_dataset, sha256_file
@@ -24,14 +24,7 @@ OUTPUT_FILES = ["accuracy.txt", "metrics.json", "model.keras", "training-curves.
 
 def hashes(path):
     """{relative path: sha256} of every file and directory (None) under `path`."""
-    found = {}
-    for directory, dirs, files in os.walk(path):
-        for name in dirs:
-            found[os.path.relpath(os.path.join(directory, name), path)] = None
-        for name in files:
-            full = os.path.join(directory, name)
-            found[os.path.relpath(full, path)] = sha256_file(full)
-    return found
+    return {name: None if data is None else hashlib.sha256(data).hexdigest() for name, data in tree(path).items()}
 
 
 def assert_one_line_usage_error(result):
@@ -273,3 +266,14 @@ def test_tensorflow_model_loads_under_other_backends(trained_model, tensorflow_p
     predictions = predict(trained_model / "model.keras", backend, tmp_path)
     assert predictions.shape == (32, 10)
     assert np.allclose(predictions, tensorflow_predictions, atol=1e-4)
+
+
+@pytest.mark.slow
+def test_tensorboard_logs_only_when_asked(tmp_path):
+    with_logs, without = tmp_path / "with", tmp_path / "without"
+    for output, extra in ((with_logs, ["--tensorboard"]), (without, [])):
+        result = run_trainer("--dataset", DATASET, *TINY, "--output", output, *extra)
+        assert result.returncode == 0, result.stderr
+    events = [name for _, _, files in os.walk(with_logs / "logs") for name in files]
+    assert any(name.startswith("events.out.tfevents") for name in events), events
+    assert sorted(os.listdir(without)) == ["accuracy.txt", "metrics.json", "model.keras", "training-curves.png"]
