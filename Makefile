@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 INSTALLED := $(VENV)/.installed
 MODEL_DIR ?= out
 # nixpkgs' lib/ for the module tests (never committed; see tests/test_nix.py). Unset: those tests skip.
-NIXPKGS_LIB ?= $(firstword $(wildcard ../nixpkgs-lib /work/nixpkgs-lib))
+NIXPKGS_LIB ?= $(abspath $(firstword $(wildcard ../nixpkgs-lib /work/nixpkgs-lib)))
 
 .PHONY: run test train bench system-deps clean
 
@@ -14,7 +14,7 @@ $(INSTALLED): pyproject.toml
 	$(BIN)/pip install --quiet --upgrade pip
 	# The CPU build of torch first: an unpinned torch would pull gigabytes of CUDA wheels.
 	$(BIN)/pip install --quiet torch==2.13.0
-	$(BIN)/pip install --quiet -e '.[tensorflow,jax,torch,test]'
+	$(BIN)/pip install --quiet -e '.[tensorflow,jax,torch,tensorboard,test]'
 	touch $@
 
 # nix-instantiate (Nix 2.8) for the Nix tests, Chromium for the browser tests.

@@ -1,5 +1,6 @@
 """`cnn-mnist-train`: train the ConvNet on MNIST and write a reproducible model directory."""
 
+import importlib.util
 import os
 import sys
 
@@ -33,6 +34,8 @@ def main(argv=None) -> int:
     prog = "cnn-mnist-train"
     try:
         check_backend(args.backend)
+        if args.tensorboard and importlib.util.find_spec("tensorboard") is None:
+            raise UsageError("--tensorboard needs the tensorboard package: pip install 'cnn-mnist[tensorboard]'")
         dataset = load_dataset(args.dataset)
         from .artifact import check_writable_parent
 

@@ -17,7 +17,7 @@ NIX_FILES = sorted(
     for p in [*ROOT.glob("*.nix"), *ROOT.glob("nix/*.nix"), *HARNESS.glob("*.nix")]
     if p.is_file()
 )
-NIXPKGS_LIB = os.environ.get("NIXPKGS_LIB", "")
+NIXPKGS_LIB = os.path.abspath(os.environ["NIXPKGS_LIB"]) if os.environ.get("NIXPKGS_LIB") else ""
 
 needs_lib = pytest.mark.skipif(
     not NIXPKGS_LIB, reason="NIXPKGS_LIB is not set (a nixpkgs checkout or its lib/)"
