@@ -22,7 +22,7 @@ MODEL_FILES = ("model.keras", "model.h5")
 class Resolved:
     path: str  # the model file
     version: str
-    versions: tuple  # every version found beside it
+    versions: tuple  # every version found beside it (itself at least)
 
 
 def resolve(location: str) -> Resolved:
@@ -30,12 +30,14 @@ def resolve(location: str) -> Resolved:
     if os.path.isfile(location):
         if not location.endswith((".keras", ".h5")):
             raise ModelCheckError(f"{location}: a model file must end in .keras or .h5")
-        return Resolved(location, _version_of(os.path.dirname(location)), ())
+        version = _version_of(os.path.dirname(location))
+        return Resolved(location, version, (version,))
     if not os.path.isdir(location):
         raise ModelCheckError(f"model not found: {location}")
     versions = sorted((name for name in os.listdir(location) if name.isdigit()), key=int)
     if not versions:
-        return Resolved(_model_file(location), _version_of(location), ())
+        version = _version_of(location)
+        return Resolved(_model_file(location), version, (version,))
     current = os.path.join(location, "current")
     chosen = os.path.basename(os.path.realpath(current)) if os.path.islink(current) else versions[-1]
     if chosen not in versions:
@@ -62,41 +64,51 @@ class ModelStore:
         self.location, self.max_batch_size = location, max_batch_size
         self.on_swap = on_swap or (lambda result, info: None)
         self._reloading = threading.Lock()
+        self._requested = threading.Event()
         resolved = resolve(location)
         self.predictor = Predictor(resolved.path, resolved.version, max_batch_size)
-        self.versions = resolved.versions or (resolved.version,)
+        self.versions = resolved.versions
         self.loading = None  # the version being loaded, if any
         self.last_error = ""
 
     def reload(self) -> bool:
-        """Load and check what MODEL names now; swap it in if it passes. Returns whether a new model serves."""
-        if not self._reloading.acquire(blocking=False):
-            log.info("reload already in progress")
-            return False
+        """Load and check what MODEL names now; swap it in if it passes. Returns whether a new model serves.
+
+        A reload asked for while another runs is not lost: the running one goes round again when done.
+        """
+        self._requested.set()
+        swapped = False
+        while self._requested.is_set() and self._reloading.acquire(blocking=False):
+            try:
+                while self._requested.is_set():
+                    self._requested.clear()
+                    swapped = self._reload_once() or swapped
+            finally:
+                self._reloading.release()
+        return swapped
+
+    def _reload_once(self) -> bool:
         try:
             resolved = resolve(self.location)
             self.loading = resolved.version
             serving = self.predictor.info
             if (resolved.version, sha256_file(resolved.path)) == (serving.version, serving.sha256):
                 log.info("reload: version %s (%s) is already serving", resolved.version, resolved.path)
-                self.versions = resolved.versions or (resolved.version,)
+                self.versions = resolved.versions
                 return False
             candidate = Predictor(resolved.path, resolved.version, self.max_batch_size)
-        except ModelCheckError as error:
+            # One reference assignment is the swap: a batch already running keeps the predictor it took.
+            self.predictor, self.versions, self.last_error = candidate, resolved.versions, ""
+            log.info("now serving version %s (%s), was %s", candidate.info.version, candidate.info.path, serving.version)
+            self.on_swap("swapped", candidate.info)
+            return True
+        except (ModelCheckError, OSError) as error:  # OSError: the file went away while we read it
             self.last_error = str(error)
             log.error("reload refused, still serving version %s: %s", self.predictor.info.version, error)
             self.on_swap("refused", self.predictor.info)
             return False
         finally:
             self.loading = None
-            self._reloading.release()
-        # One reference assignment is the swap: a batch already running keeps the predictor it took.
-        old, self.predictor = self.predictor, candidate
-        self.versions = resolved.versions or (resolved.version,)
-        self.last_error = ""
-        log.info("now serving version %s (%s), was %s", candidate.info.version, candidate.info.path, old.info.version)
-        self.on_swap("swapped", candidate.info)
-        return True
 
     def reload_in_background(self) -> threading.Thread:
         thread = threading.Thread(target=self.reload, name="model-reload", daemon=True)

@@ -2,6 +2,7 @@
 
 import os
 import pathlib
+import re
 import socket
 import subprocess
 import sys
@@ -60,6 +61,15 @@ def app(trained_model):
 @pytest.fixture(scope="module")
 def client(app):
     return app.test_client()
+
+
+def metric(text, name, **labels):
+    """The value of one sample in Prometheus text, or None."""
+    for line in text.splitlines():
+        match = re.fullmatch(rf"{name}(?:\{{(.*)\}})? (\S+)", line)
+        if match and all(f'{k}="{v}"' in (match.group(1) or "") for k, v in labels.items()):
+            return float(match.group(2))
+    return None
 
 
 def free_port() -> int:

@@ -1,18 +1,15 @@
 """The web API in-process (Flask's test client): every route, every input form, versions and reloads."""
 
 import base64
-import hashlib
 import io
-import os
-import re
-import shutil
 
 import numpy as np
 import pytest
-from conftest import DATASET
+from conftest import DATASET, metric
 from PIL import Image
 
 from cnn_mnist.app import create_app
+from cnn_mnist.data import sha256_file
 from cnn_mnist.inference import Predictor
 
 TF = "/v1/models/cnn-mnist"
@@ -36,10 +33,6 @@ def png(array, mode="L", fmt="PNG") -> bytes:
     return buffer.getvalue()
 
 
-def sha256(path):
-    return hashlib.sha256(open(path, "rb").read()).hexdigest()
-
-
 def expected_digits(predictor, images):
     return predictor.predict(np.asarray(images, np.float32).reshape(-1, 28, 28, 1) / 255).argmax(axis=1).tolist()
 
@@ -49,7 +42,7 @@ def assert_answer(answer, model_file):
     probabilities = answer["probabilities"]
     assert len(probabilities) == 10 and abs(sum(probabilities) - 1) < 1e-3
     assert answer["digit"] == int(np.argmax(probabilities))
-    assert answer["model"] == {"name": answer["model"]["name"], "version": "1", "sha256": sha256(model_file)}
+    assert answer["model"] == {"name": answer["model"]["name"], "version": "1", "sha256": sha256_file(model_file)}
     assert answer["model"]["name"]
 
 
@@ -164,7 +157,7 @@ def test_health_and_readiness(client, trained_model):
     assert client.get("/healthz").json == {"status": "alive"}
     ready = client.get("/readyz")
     assert ready.status_code == 200 and ready.json["status"] == "ready"
-    assert ready.json["model"]["sha256"] == sha256(trained_model / "model.keras")
+    assert ready.json["model"]["sha256"] == sha256_file(trained_model / "model.keras")
 
 
 def test_drawing_page(client):
@@ -183,15 +176,6 @@ def test_openapi_describes_every_route(client, app):
     served = {rule.rule.replace("<name>", "cnn-mnist") for rule in app.url_map.iter_rules()
               if "<" not in rule.rule.replace("<name>", "") and rule.endpoint != "static"}
     assert served <= set(spec["paths"]), served - set(spec["paths"])
-
-
-def metric(text, name, **labels):
-    """The value of one sample in Prometheus text, or None."""
-    for line in text.splitlines():
-        match = re.fullmatch(rf"{name}(?:\{{(.*)\}})? (\S+)", line)
-        if match and all(f'{k}="{v}"' in (match.group(1) or "") for k, v in labels.items()):
-            return float(match.group(2))
-    return None
 
 
 def test_metrics_count_requests_latency_batches_and_model(trained_model, test_set):
@@ -214,84 +198,5 @@ def test_metrics_count_requests_latency_batches_and_model(trained_model, test_se
     assert metric(text, "cnn_mnist_batch_size_sum") == 8
     assert metric(text, "cnn_mnist_predictions_total") == 8
     assert metric(text, "cnn_mnist_model_version") == 1
-    assert metric(text, "cnn_mnist_model_info", version="1", sha256=sha256(trained_model / "model.keras")) == 1
+    assert metric(text, "cnn_mnist_model_info", version="1", sha256=sha256_file(trained_model / "model.keras")) == 1
     assert "cnn_mnist_model_swaps_total" in text
-
-
-@pytest.fixture
-def versions(tmp_path, trained_model):
-    """A directory of versions 1/ and 2/, each a copy of the trained model."""
-    for version in ("1", "2"):
-        (tmp_path / version).mkdir()
-        shutil.copy(trained_model / "model.keras", tmp_path / version / "model.keras")
-    return tmp_path
-
-
-def test_highest_version_serves_by_default(versions, test_set):
-    client = create_app({"MODEL": str(versions)}).test_client()
-    answer = client.post("/predict", json={"pixels": test_set[0][0].tolist()}).json
-    assert answer["model"]["version"] == "2"
-    states = {s["version"]: s["state"] for s in client.get(TF).json["model_version_status"]}
-    assert states == {"2": "AVAILABLE", "1": "END"}
-    assert client.get(f"{TF}/metadata").json["model_spec"]["version"] == "2"
-
-
-def test_current_symlink_picks_the_version_and_reload_follows_it(versions, test_set):
-    os.symlink("1", versions / "current")
-    app = create_app({"MODEL": str(versions)})
-    client, store = app.test_client(), app.extensions["cnn_mnist"].store
-    pixels = {"pixels": test_set[0][0].tolist()}
-    assert client.post("/predict", json=pixels).json["model"]["version"] == "1"
-    os.remove(versions / "current")
-    os.symlink("2", versions / "current")
-    assert store.reload() is True
-    assert client.post("/predict", json=pixels).json["model"]["version"] == "2"
-    states = {s["version"]: s["state"] for s in client.get(TF).json["model_version_status"]}
-    assert states == {"2": "AVAILABLE", "1": "END"}
-    text = client.get("/metrics").get_data(as_text=True)
-    assert metric(text, "cnn_mnist_model_swaps_total", result="swapped") == 1
-    assert metric(text, "cnn_mnist_model_version") == 2
-    assert store.reload() is False  # nothing new: no swap
-    assert metric(client.get("/metrics").get_data(as_text=True), "cnn_mnist_model_swaps_total",
-                  result="swapped") == 1
-
-
-def test_bad_versions_are_refused_and_the_old_one_keeps_serving(versions, test_set):
-    import keras
-
-    app = create_app({"MODEL": str(versions)})
-    client, store = app.test_client(), app.extensions["cnn_mnist"].store
-    (versions / "3").mkdir()
-    (versions / "3" / "model.keras").write_bytes(os.urandom(4096))
-    assert store.reload() is False
-    five = keras.Sequential([keras.Input((28, 28, 1)), keras.layers.Flatten(), keras.layers.Dense(5, "softmax")])
-    (versions / "4").mkdir()
-    five.save(versions / "4" / "model.keras")
-    assert store.reload() is False
-    assert "(None, 5)" in store.last_error
-    answer = client.post("/predict", json={"pixels": test_set[0][0].tolist()})
-    assert answer.status_code == 200 and answer.json["model"]["version"] == "2"
-    text = client.get("/metrics").get_data(as_text=True)
-    assert metric(text, "cnn_mnist_model_swaps_total", result="refused") == 2
-    assert metric(text, "cnn_mnist_model_version") == 2
-    states = {s["version"]: s["state"] for s in client.get(TF).json["model_version_status"]}
-    assert states["2"] == "AVAILABLE"
-
-
-def test_current_symlink_to_a_missing_version_is_refused(versions):
-    os.symlink("7", versions / "current")
-    with pytest.raises(Exception, match="not a version"):
-        create_app({"MODEL": str(versions)})
-
-
-def test_reload_picks_up_a_model_file_replaced_in_place(tmp_path, trained_model):
-    import keras
-
-    shutil.copy(trained_model / "model.keras", tmp_path / "model.keras")
-    store = create_app({"MODEL": str(tmp_path)}).extensions["cnn_mnist"].store
-    model = keras.saving.load_model(tmp_path / "model.keras", compile=False)
-    model.set_weights([*model.get_weights()[:-1], model.get_weights()[-1] + 0.5])
-    model.save(tmp_path / "retrained.keras")
-    os.replace(tmp_path / "retrained.keras", tmp_path / "model.keras")
-    assert store.reload() is True
-    assert store.predictor.info.sha256 == sha256(tmp_path / "model.keras")

@@ -14,8 +14,7 @@ import urllib.request
 
 import numpy as np
 import pytest
-from conftest import DATASET, ROOT, free_port, start_server, wait_ready
-from test_api import metric
+from conftest import DATASET, ROOT, free_port, metric, start_server, wait_ready
 
 from cnn_mnist.inference import Predictor
 
