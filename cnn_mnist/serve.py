@@ -11,9 +11,8 @@ import sys
 import threading
 import time
 
-from .backends import BACKENDS, DEFAULT_BACKEND, check_backend
+from .backends import BACKENDS, DEFAULT_BACKEND
 from .cli import ArgumentParser, fail, import_keras, positive_float, positive_int
-from .errors import UsageError
 
 PROG = "cnn-mnist"
 POLL_SECONDS = 0.2  # how soon SIGTERM is noticed
@@ -26,10 +25,11 @@ def parse_args(argv=None):
     parser.add_argument("--model", default=env.get("MODEL", "out/model.keras"),
                         help="a .keras/.h5 file, a trainer output directory, or a directory of versions 1/, 2/, …")
     parser.add_argument("--host", default=env.get("HOST", "127.0.0.1"))
-    parser.add_argument("--port", type=int, default=int(env.get("PORT", 8080)))
+    # String defaults from the environment go through each option's `type`, so PORT=abc is a usage error.
+    parser.add_argument("--port", type=int, default=env.get("PORT", "8080"))
     parser.add_argument("--backend", default=env.get("KERAS_BACKEND") or env.get("BACKEND") or DEFAULT_BACKEND,
                         help=f"one of {', '.join(BACKENDS)}")
-    parser.add_argument("--threads", type=positive_int, default=int(env.get("THREADS", 32)),
+    parser.add_argument("--threads", type=positive_int, default=env.get("THREADS", "32"),
                         help="waitress worker threads; most wait on a batch, so more than cores (default 32)")
     parser.add_argument("--max-batch-size", type=positive_int, default=64)
     parser.add_argument("--max-batch-delay-ms", type=float, default=2.0,
@@ -49,10 +49,6 @@ def main(argv=None) -> int:
     args = parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     logging.getLogger("waitress.queue").setLevel(logging.ERROR)  # a queue under load is what batching wants
-    try:
-        check_backend(args.backend)
-    except UsageError as error:
-        fail(PROG, str(error))
     import_keras(args.backend, PROG)
     import waitress
 

@@ -64,6 +64,8 @@ def assert_usage_error(result, *words):
     (["--backend", "cntk"], {}, ["unknown backend 'cntk'"]),
     (["--port", "70000"], {}, ["--port"]),
     (["--threads", "0"], {}, ["--threads"]),
+    ([], {"PORT": "abc"}, ["--port", "'abc'"]),
+    ([], {"THREADS": "0"}, ["--threads"]),
 ])
 def test_usage_errors_before_loading_anything(args, env, words, trained_model):
     assert_usage_error(run_cli("--model", trained_model, *args, env=env), *words)
