@@ -17,7 +17,7 @@ from werkzeug.routing import BaseConverter
 
 from . import openapi
 from .batching import MicroBatcher
-from .inputs import InputError, decode_image, decode_images, decode_base64_image, pixel_array, tf_serving_input
+from .inputs import InputError, decode_base64_image, decode_image, pixel_array, tf_serving_input
 from .metrics import Metrics
 from .model_store import ModelStore
 from .preprocessing import to_model_input
@@ -80,10 +80,8 @@ def _register_routes(app, store, batcher, metrics):
     def predict():
         images, is_batch = _predict_request(max_pixels)
         probabilities, info = _classify(batcher, images)
-        answers = [
-            {"digit": int(row.argmax()), "probabilities": row.tolist(), "model": info.as_json()}
-            for row in probabilities
-        ]
+        model = info.as_json()
+        answers = [{"digit": int(row.argmax()), "probabilities": row.tolist(), "model": model} for row in probabilities]
         return jsonify(answers if is_batch else answers[0])
 
     @app.post(f"/v1/models/{MODEL_NAME}:predict")
@@ -135,17 +133,20 @@ def _predict_request(max_pixels: int):
         uploads = request.files.getlist("image")
         if not uploads:
             raise InputError('a multipart upload needs its file in the field "image"')
-        images = np.stack([decode_image(upload.read(), max_pixels) for upload in uploads])
-        return to_model_input(images), len(uploads) > 1
+        digits = [decode_image(upload.read(), max_pixels) for upload in uploads]
+        return to_model_input(np.stack(digits)), len(uploads) > 1
     body = _json_object()
     forms = [key for key in ("image", "images", "pixels") if key in body]
     if len(forms) != 1:
         raise InputError('send exactly one of "image" (base64 or data: URL), "images" (a list), or "pixels"')
-    if forms[0] == "image":
-        return to_model_input(decode_base64_image(body["image"], max_pixels)[np.newaxis]), False
-    if forms[0] == "images":
-        return decode_images(body["images"], max_pixels), True
-    return pixel_array(body["pixels"], unit_range_only=False)
+    if forms[0] == "pixels":
+        return pixel_array(body["pixels"], unit_range_only=False)
+    is_batch = forms[0] == "images"
+    encoded = body["images"] if is_batch else [body["image"]]
+    if not isinstance(encoded, list) or not encoded:
+        raise InputError('"images" must be a non-empty list of base64 images')
+    digits = [decode_base64_image(value, max_pixels) for value in encoded]
+    return to_model_input(np.stack(digits)), is_batch
 
 
 def _register_errors(app, metrics):

@@ -63,12 +63,6 @@ def decode_base64_image(text, max_pixels: int) -> np.ndarray:
         raise InputError("image is not valid base64") from None
 
 
-def decode_images(values, max_pixels: int) -> np.ndarray:
-    if not isinstance(values, list) or not values:
-        raise InputError('"images" must be a non-empty list of base64 images')
-    return to_model_input(np.stack([decode_base64_image(value, max_pixels) for value in values]))
-
-
 def pixel_array(value, *, unit_range_only: bool) -> tuple:
     """Nested lists of numbers → (images (N, 28, 28, 1), is_batch).
 
