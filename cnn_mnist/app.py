@@ -17,6 +17,7 @@ from werkzeug.routing import BaseConverter
 
 from . import openapi
 from .batching import MicroBatcher
+from .defaults import SERVER
 from .inputs import InputError, decode_base64_image, decode_image, pixel_array, tf_serving_input
 from .metrics import Metrics
 from .model_store import ModelStore
@@ -26,9 +27,9 @@ log = logging.getLogger(__name__)
 MODEL_NAME = "cnn-mnist"
 DEFAULTS = {
     "MODEL": "out/model.keras",
-    "MAX_BATCH_SIZE": 64,  # images per forward pass
-    "MAX_BATCH_DELAY_MS": 2.0,  # how long a request may wait for others to share its batch
-    "MAX_BODY_BYTES": 4 * 1024 * 1024,
+    "MAX_BATCH_SIZE": SERVER["max_batch_size"],  # images per forward pass
+    "MAX_BATCH_DELAY_MS": SERVER["max_batch_delay_ms"],  # how long a request may wait for others to share its batch
+    "MAX_BODY_BYTES": SERVER["max_body_bytes"],
     "MAX_IMAGE_PIXELS": 4096 * 4096,  # larger uploads are refused before decoding (decompression bombs)
 }
 

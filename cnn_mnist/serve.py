@@ -13,6 +13,7 @@ import time
 
 from .backends import BACKENDS, DEFAULT_BACKEND
 from .cli import ArgumentParser, fail, import_keras, positive_float, positive_int
+from .defaults import SERVER as DEFAULTS
 
 PROG = "cnn-mnist"
 POLL_SECONDS = 0.2  # how soon SIGTERM is noticed
@@ -29,14 +30,18 @@ def parse_args(argv=None):
     parser.add_argument("--port", type=int, default=env.get("PORT", "8080"))
     parser.add_argument("--backend", default=env.get("KERAS_BACKEND") or env.get("BACKEND") or DEFAULT_BACKEND,
                         help=f"one of {', '.join(BACKENDS)}")
-    parser.add_argument("--threads", type=positive_int, default=env.get("THREADS", "32"),
-                        help="waitress worker threads; most wait on a batch, so more than cores (default 32)")
-    parser.add_argument("--max-batch-size", type=positive_int, default=64)
-    parser.add_argument("--max-batch-delay-ms", type=float, default=2.0,
-                        help="how long a request may wait to share a forward pass (default 2)")
-    parser.add_argument("--max-body-bytes", type=positive_int, default=4 * 1024 * 1024)
-    parser.add_argument("--drain-seconds", type=positive_float, default=30.0,
+    parser.add_argument("--threads", type=positive_int, default=env.get("THREADS", str(DEFAULTS["threads"])),
+                        help=f"waitress worker threads (default {DEFAULTS['threads']})")
+    parser.add_argument("--max-batch-size", type=positive_int, default=DEFAULTS["max_batch_size"])
+    parser.add_argument("--max-batch-delay-ms", type=float, default=DEFAULTS["max_batch_delay_ms"],
+                        help=f"how long a request may wait to share a forward pass (default {DEFAULTS['max_batch_delay_ms']})")
+    parser.add_argument("--max-body-bytes", type=positive_int, default=DEFAULTS["max_body_bytes"])
+    parser.add_argument("--drain-seconds", type=positive_float, default=DEFAULTS["drain_seconds"],
                         help="on SIGTERM, how long to let requests in flight finish")
+    parser.add_argument("--connection-limit", type=positive_int, default=DEFAULTS["connection_limit"],
+                        help=f"open connections at most; beyond it waitress stops accepting (default {DEFAULTS['connection_limit']})")
+    parser.add_argument("--channel-timeout", type=positive_float, default=DEFAULTS["channel_timeout"],
+                        help=f"seconds a connection may sit idle or half-sent before it is closed (default {DEFAULTS['channel_timeout']})")
     args = parser.parse_args(argv)
     if not 0 <= args.port <= 65535:
         parser.error(f"--port must be 0-65535, not {args.port}")
@@ -64,6 +69,7 @@ def main(argv=None) -> int:
         })
         # waitress' own body limit stops abuse early; the app's (smaller) one answers with a JSON 413
         server = waitress.create_server(app, host=args.host, port=args.port, threads=args.threads,
+                                        connection_limit=args.connection_limit, channel_timeout=args.channel_timeout,
                                         max_request_body_size=2 * args.max_body_bytes, ident=PROG)
     except ModelCheckError as error:
         fail(PROG, str(error))
