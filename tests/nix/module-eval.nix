@@ -12,6 +12,12 @@
   settings ? { },
   # further NixOS configuration of the scenario (e.g. services.nginx)
   extraConfig ? { },
+  # configuration that needs the fake packages: fakes: { … }
+  withFakes ? (fakes: { }),
+  # the NixOS modules to evaluate (the flake passes nixosModules.default)
+  modules ? [ ../../module.nix ],
+  # pkgs as nixpkgs would pass it; the default carries the project's overlay
+  pkgs ? null,
 }:
 
 let
@@ -33,19 +39,32 @@ let
     outputName = "out";
     meta = { };
   } // extra;
+  # like a buildPythonApplication result: passthru is merged into the derivation
   fakePackage =
     backend:
     fakeDrv "cnn-mnist-${backend}" {
       version = "0.1.0";
       meta.mainProgram = "cnn-mnist";
+      inherit backend;
       passthru = { inherit backend; };
       override = args: fakePackage (args.backend or backend);
     };
+  fakes = {
+    inherit fakeDrv fakePackage;
+    # what overridePythonAttrs returns: no `.override`
+    withoutOverride =
+      backend: builtins.removeAttrs (fakePackage backend) [ "override" ] // { name = "cnn-mnist-${backend}-custom"; outPath = "${store}-cnn-mnist-${backend}-custom"; };
+    # a derivation that says nothing about its backend
+    plain = fakeDrv "my-cnn-mnist" { meta.mainProgram = "cnn-mnist"; };
+  };
 
-  pkgs = {
+  fakePkgs = {
+    inherit lib;
     coreutils = fakeDrv "coreutils" { };
     cnn-mnist = fakePackage "default";
     cnn-mnist-model = fakeDrv "cnn-mnist-model" { };
+    # the script is kept, so that the tests can run it
+    runCommandLocal = name: env: script: fakeDrv name { inherit script; };
   };
 
   # The NixOS options module.nix defines values for, as free-form stubs.
@@ -80,12 +99,12 @@ let
   };
 
   eval = lib.evalModules {
-    modules = [
+    modules = modules ++ [
       stubs
-      ../../module.nix
-      { _module.args.pkgs = pkgs; }
+      { _module.args.pkgs = if pkgs == null then fakePkgs else pkgs; }
       { services.cnn-mnist = { enable = true; } // settings; }
       extraConfig
+      (withFakes fakes)
     ];
   };
 
@@ -116,6 +135,19 @@ in
       default = toString opts.model.default;
     };
     threads = describe opts.threads;
+    models = describe opts.models;
+    labels = describe opts.labels;
+    canary = describe opts.canary;
+  }
+  // lib.genAttrs [
+    "maxBodyBytes"
+    "drainSeconds"
+    "connectionLimit"
+    "channelTimeout"
+    "minAccuracy"
+    "maxRegression"
+  ] (name: describe opts.${name})
+  // {
     openFirewall = describe opts.openFirewall;
     nginxEnable = describe opts.nginx.enable;
     nginxVirtualHost = describe opts.nginx.virtualHost;
@@ -126,6 +158,8 @@ in
 
   service = config.systemd.services.cnn-mnist or null;
   etc = builtins.mapAttrs (_: e: { source = toString e.source; }) config.environment.etc;
+  # the versions directory's build script, when `models` is set
+  versionsScript = config.environment.etc."cnn-mnist/model".source.script or null;
   nginx = config.services.nginx;
   firewall = config.networking.firewall;
 }
