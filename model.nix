@@ -91,8 +91,11 @@ stdenvNoCC.mkDerivation {
       test -s "$out/$f" || { echo "cnn-mnist-train did not write $f" >&2; exit 1; }
     done
     accuracy=$(tr -d '[:space:]' < "$out/accuracy.txt")
-    if ! awk -v a="$accuracy" -v floor=${builtins.toJSON minAccuracy} \
-        'BEGIN { exit !(a ~ /^[0-9]*\.?[0-9]+([eE][-+]?[0-9]+)?$/ && a + 0 >= floor + 0) }'; then
+    if ! [[ "$accuracy" =~ ^[0-9]*\.?[0-9]+([eE][-+]?[0-9]+)?$ ]]; then
+      echo "cnn-mnist model: accuracy.txt holds '$accuracy', not a number" >&2
+      exit 1
+    fi
+    if ! awk -v a="$accuracy" -v floor=${builtins.toJSON minAccuracy} 'BEGIN { exit !(a + 0 >= floor + 0) }'; then
       echo "cnn-mnist model: test accuracy $accuracy is below the floor ${builtins.toJSON minAccuracy}; to accept it, build model.override { minAccuracy = $accuracy; }" >&2
       exit 1
     fi

@@ -63,8 +63,14 @@ let
     coreutils = fakeDrv "coreutils" { };
     cnn-mnist = fakePackage "default";
     cnn-mnist-model = fakeDrv "cnn-mnist-model" { };
-    # the script is kept, so that the tests can run it
-    runCommandLocal = name: env: script: fakeDrv name { inherit script; };
+    # the script is kept, so that the tests can run it; like a real
+    # derivation, its output path changes with the script
+    runCommandLocal =
+      name: env: script:
+      fakeDrv name {
+        inherit script;
+        outPath = "/nix/store/${builtins.substring 0 32 (builtins.hashString "sha256" script)}-${name}";
+      };
   };
 
   # The NixOS options module.nix defines values for, as free-form stubs.
