@@ -14,7 +14,7 @@ ROOT = Path(__file__).resolve().parent.parent
 HARNESS = ROOT / "tests" / "nix"
 NIX_FILES = sorted(
     p
-    for p in [*ROOT.glob("*.nix"), *ROOT.glob("nix/*.nix"), *HARNESS.glob("*.nix")]
+    for p in [*ROOT.glob("*.nix"), *ROOT.glob("nix/**/*.nix"), *HARNESS.glob("*.nix")]
     if p.is_file()
 )
 # nixpkgs' lib/, provided beside the project as it is for CI (../shared/nixpkgs-lib/PROVENANCE.md);

@@ -18,6 +18,8 @@
   modules ? [ ../../module.nix ],
   # pkgs as nixpkgs would pass it; the default carries the project's overlay
   pkgs ? null,
+  # whether the scenario enables services.cnn-mnist (null: leave it to `modules`)
+  enable ? true,
 }:
 
 let
@@ -89,6 +91,10 @@ let
         default = { };
       };
       services.nginx = freeformOption;
+      services.openssh = freeformOption;
+      system = freeformOption;
+      # NixOps' deployment.* (nixops and its VirtualBox plugin)
+      deployment = freeformOption;
       users = freeformOption;
       networking = mkOption {
         type = types.submodule {
@@ -108,7 +114,7 @@ let
     modules = modules ++ [
       stubs
       { _module.args.pkgs = if pkgs == null then fakePkgs else pkgs; }
-      { services.cnn-mnist = { enable = true; } // settings; }
+      { services.cnn-mnist = lib.optionalAttrs (enable != null) { inherit enable; } // settings; }
       extraConfig
       (withFakes fakes)
     ];

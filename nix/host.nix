@@ -1,0 +1,20 @@
+# The host of nixosConfigurations.cnn-mnist: the server behind nginx on port
+# 80, the firewall open for it, ssh for the deploy tools.  Hardware, boot
+# loader and file systems come from the machine's own module.
+{ lib, ... }:
+{
+  services.cnn-mnist = {
+    enable = true;
+    nginx.enable = true;
+    openFirewall = true;
+  };
+  networking.hostName = lib.mkDefault "cnn-mnist";
+  networking.firewall.enable = true;
+
+  services.openssh = {
+    enable = true;
+    settings.PasswordAuthentication = false;
+  };
+
+  system.stateVersion = "25.11";
+}
