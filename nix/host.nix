@@ -6,8 +6,11 @@
   services.cnn-mnist = {
     enable = true;
     nginx.enable = true;
+    nginx.virtualHost = "cnn-mnist";
     openFirewall = true;
   };
+  # answer on the machine's address too, whatever the Host header
+  services.nginx.virtualHosts.cnn-mnist.default = lib.mkDefault true;
   networking.hostName = lib.mkDefault "cnn-mnist";
   networking.firewall.enable = true;
 

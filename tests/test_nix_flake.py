@@ -55,7 +55,9 @@ def test_nixos_configuration_is_a_complete_host():
     svc = host["service"]
     assert svc["serviceConfig"]["ExecStart"].split()[0].endswith("-cnn-mnist-flake/bin/cnn-mnist")
     assert host["nginx"]["enable"] is True
-    assert host["nginx"]["virtualHosts"]["cnn-mnist"]["locations"]["/"]["proxyPass"] == "http://127.0.0.1:8080"
+    vhost = host["nginx"]["virtualHosts"]["cnn-mnist"]
+    assert vhost["locations"]["/"]["proxyPass"] == "http://127.0.0.1:8080"
+    assert vhost["default"] is True
     assert host["firewall"]["allowedTCPPorts"] == [80]
     # without the machine's hardware-configuration.nix: one clear assertion, saying how to get it
     [message] = host["failedAssertions"]
