@@ -87,6 +87,8 @@
           default = out.frontend;
           inherit (out) cnn-mnist model dockerImage;
           model-quick = out.models.quick;
+          docker-jax = out.dockerImages.jax;
+          docker-torch = out.dockerImages.torch;
         }
       );
 

@@ -1,10 +1,11 @@
 # Keras for one backend, and the libraries that provide each backend.
 #
-# nixpkgs' keras lists tensorflow, tf2onnx, onnxruntime, scikit-learn and
-# orbax-checkpoint among its dependencies (for export and checkpoint helpers
-# we do not use), so a plain `keras` drags TensorFlow into a jax or torch
-# closure.  For those backends keras is rebuilt without them; its import check
-# then runs with the chosen backend.
+# nixpkgs' keras lists tensorflow (built from source), tf2onnx, onnxruntime,
+# scikit-learn and orbax-checkpoint among its dependencies, for export and
+# checkpoint helpers we do not use.  A plain `keras` would put TensorFlow in a
+# jax or torch closure, and a second TensorFlow beside tensorflow-bin in ours.
+# So keras is rebuilt without them, with the chosen backend's libraries as
+# its dependencies; its import check runs with that backend.
 {
   lib,
   python3Packages,
@@ -22,7 +23,7 @@ let
     torch = [ python3Packages.torch ];
   };
 
-  # Keras' optional dependencies that need (or are) TensorFlow.
+  # Keras' dependencies that need (or are) TensorFlow.
   tensorflowOnly = [
     "tensorflow"
     "tensorflow-bin"
@@ -33,9 +34,14 @@ let
     "tf-keras"
   ];
   needsTensorflow = dep: builtins.elem (dep.pname or (lib.getName dep)) tensorflowOnly;
-
-  withoutTensorflow = python3Packages.keras.overridePythonAttrs (old: {
-    dependencies = builtins.filter (dep: !needsTensorflow dep) (old.dependencies or [ ]);
+in
+{
+  inherit backendLibraries tensorflowOnly;
+  supportedBackends = builtins.attrNames backendLibraries;
+  package = python3Packages.keras.overridePythonAttrs (old: {
+    dependencies =
+      builtins.filter (dep: !needsTensorflow dep) (old.dependencies or [ ])
+      ++ backendLibraries.${backend};
     # keras' test suite imports tensorflow, jax and torch together
     doCheck = false;
     nativeCheckInputs = [ ];
@@ -44,9 +50,4 @@ let
       KERAS_BACKEND = backend;
     };
   });
-in
-{
-  inherit backendLibraries tensorflowOnly;
-  supportedBackends = builtins.attrNames backendLibraries;
-  package = if backend == "tensorflow" then python3Packages.keras else withoutTensorflow;
 }

@@ -80,4 +80,12 @@ in
     cnn-mnist = frontend;
     inherit model;
   };
+  # one image per backend: the jax and torch images carry no TensorFlow
+  dockerImages = lib.genAttrs [ "tensorflow" "jax" "torch" ] (
+    backend:
+    pkgs.callPackage ./docker.nix {
+      cnn-mnist = frontend.override { inherit backend; };
+      model = models.${backend};
+    }
+  );
 }

@@ -44,12 +44,16 @@ def test_jax_and_torch_packages_carry_no_tensorflow(backend: str):
     # keras' own check imports every backend; its import check runs with ours
     assert p["keras"] == {"doCheck": False, "pythonImportsCheck": ["keras"], "env": {"KERAS_BACKEND": backend}}
     assert {"absl-py", "ml-dtypes", "namex", "optree", "rich", "h5py", "numpy"} <= set(p["closure"])
+    # keras itself carries the backend, so its import check can run
+    expected = {"jax": {"jax", "jaxlib"}, "torch": {"torch"}}[backend]
+    assert expected <= set(p["kerasDependencies"])
 
 
-def test_tensorflow_package_keeps_nixpkgs_keras():
+def test_tensorflow_package_carries_one_tensorflow():
     p = report()["packages"]["tensorflow"]
-    assert {"tensorflow", "tensorflow-bin"} <= set(p["closure"])
-    assert p["keras"]["doCheck"] is True  # nixpkgs' keras, unchanged
+    # the wheel (tensorflow-bin), not also nixpkgs' source-built tensorflow that keras lists
+    assert TENSORFLOW_ONLY & set(p["closure"]) == {"tensorflow-bin"}
+    assert p["keras"] == {"doCheck": False, "pythonImportsCheck": ["keras"], "env": {"KERAS_BACKEND": "tensorflow"}}
 
 
 def test_model_derivation_runs_the_trainer():

@@ -54,6 +54,7 @@ let
     # the Python closure one level into keras: what the package carries at run time
     closure = names p.dependencies ++ names (kerasOf p).dependencies;
     keras = { inherit (kerasOf p) doCheck pythonImportsCheck; env = (kerasOf p).env or { }; };
+    kerasDependencies = names (kerasOf p).dependencies;
     inherit (p.meta) mainProgram platforms;
     inherit (p.passthru) backend;
   };
