@@ -130,3 +130,29 @@ def test_flake_and_default_nix_share_the_lock():
     assert 'inputs.nixpkgs.url = "github:NixOS/nixpkgs/nixos-25.11"' in flake
     assert "./nix/lock.nix" in default and "./flake.lock" in default
     assert "fetchTarball" in default
+
+
+# --- where nixpkgs' lib comes from ---------------------------------------------
+
+
+def test_missing_nixpkgs_lib_is_a_failure_naming_it(monkeypatch, tmp_path: Path):
+    import nixeval
+
+    monkeypatch.setenv("NIXPKGS_LIB", str(tmp_path / "no-such-lib"))
+    with pytest.raises(pytest.fail.Exception) as failure:
+        nixeval.nixpkgs_lib()
+    assert "no-such-lib" in str(failure.value) and "../shared/nixpkgs-lib/lib" in str(failure.value)
+    monkeypatch.delenv("NIXPKGS_LIB")
+    monkeypatch.setattr(nixeval, "DEFAULT_NIXPKGS_LIB", tmp_path / "shared" / "nixpkgs-lib" / "lib")
+    with pytest.raises(pytest.fail.Exception) as failure:
+        nixeval.nixpkgs_lib()
+    assert "the default ../shared/nixpkgs-lib/lib" in str(failure.value)
+
+
+def test_nixpkgs_lib_default_is_beside_the_project():
+    import nixeval
+
+    assert nixeval.DEFAULT_NIXPKGS_LIB == ROOT.parent / "shared" / "nixpkgs-lib" / "lib"
+    makefile = (ROOT / "Makefile").read_text()
+    assert "NIXPKGS_LIB ?= ../shared/nixpkgs-lib/lib" in makefile
+    assert "/work/" not in makefile  # no path of a particular machine
