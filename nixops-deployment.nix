@@ -64,10 +64,18 @@ let
       }) backends
     )
     // {
-      proxy.imports = [
-        scaleOut.proxy
-        (vm 1024)
-      ];
+      proxy =
+        { nodes, lib, ... }:
+        {
+          imports = [
+            scaleOut.proxy
+            (vm 1024)
+          ];
+          # the backends by name, at the private addresses NixOps gives them
+          networking.extraHosts = lib.concatMapStrings (
+            name: "${nodes.${name}.config.networking.privateIPv4} ${name}\n"
+          ) backends;
+        };
     };
 in
 {

@@ -21,9 +21,11 @@ def flake_report():
     return eval_json(HARNESS / "flake-eval.nix", "--argstr", "nixpkgsLib", nixpkgs_lib(), "-A", "report")
 
 
-def eval_modules(modules: str, enable: str = "null", pkgs: str | None = None):
+def eval_modules(modules: str, enable: str = "null", pkgs: str | None = None, nodes: str | None = None):
     """module-eval.nix on the given NixOS modules (a Nix expression for a list)."""
     args = ["--argstr", "nixpkgsLib", nixpkgs_lib(), "--arg", "modules", modules, "--arg", "enable", enable]
+    if nodes is not None:
+        args += ["--arg", "nodes", nodes]
     if pkgs is not None:
         args += ["--arg", "pkgs", pkgs]
     return eval_json(HARNESS / "module-eval.nix", *args)
@@ -84,8 +86,13 @@ def test_nixos_module_prefers_the_overlay_package():
 # --- the NixOps network ------------------------------------------------------------
 
 
+# what NixOps passes as `nodes`: each backend with the private address it was given
+NODES = "{ " + " ".join(f'backend-{i}.config.networking.privateIPv4 = "192.168.56.{100 + i}";'
+                        for i in range(1, 4)) + " }"
+
+
 def machine(replicas: int, name: str):
-    return eval_modules(f"[ ({flake_expr()}.machines {replicas}).{name} ]")
+    return eval_modules(f"[ ({flake_expr()}.machines {replicas}).{name} ]", nodes=NODES)
 
 
 @pytest.mark.parametrize("replicas, machines", [
@@ -131,6 +138,8 @@ def test_network_proxy_spreads_over_the_backends_and_retries():
     assert "proxy_next_upstream_tries 3;" in location["extraConfig"]
     assert "client_max_body_size 4194304;" in location["extraConfig"]
     assert m["firewall"]["allowedTCPPorts"] == [80]
+    # the backends' names resolve to the private addresses NixOps gave them
+    assert m["extraHosts"].splitlines() == [f"192.168.56.{100 + i} backend-{i}" for i in range(1, 4)]
 
 
 def test_network_rejects_zero_replicas():

@@ -20,6 +20,8 @@
   pkgs ? null,
   # whether the scenario enables services.cnn-mnist (null: leave it to `modules`)
   enable ? true,
+  # NixOps' `nodes` module argument: the other machines' configurations
+  nodes ? { },
 }:
 
 let
@@ -114,6 +116,7 @@ let
     modules = modules ++ [
       stubs
       { _module.args.pkgs = if pkgs == null then fakePkgs else pkgs; }
+      { _module.args.nodes = nodes; }
       { services.cnn-mnist = lib.optionalAttrs (enable != null) { inherit enable; } // settings; }
       extraConfig
       (withFakes fakes)
@@ -174,4 +177,5 @@ in
   versionsScript = config.environment.etc."cnn-mnist/model".source.script or null;
   nginx = config.services.nginx;
   firewall = config.networking.firewall;
+  extraHosts = config.networking.extraHosts or null;
 }
