@@ -9,7 +9,7 @@ import json
 
 import pytest
 
-from nixeval import HARNESS, ROOT, nixpkgs_lib, eval_json
+from nixeval import HARNESS, ROOT, nixpkgs_lib, eval_json, run_nix
 
 
 
@@ -143,6 +143,23 @@ def test_network_proxy_spreads_over_the_backends_and_retries():
 
 
 def test_network_rejects_zero_replicas():
-    from nixeval import run_nix
     proc = run_nix("--eval", "--strict", "-E", f"builtins.attrNames ({flake_expr()}.machines 0)")
     assert proc.returncode != 0 and "assertion" in proc.stderr
+
+
+def test_scale_out_vm_test_stops_a_backend_behind_the_proxy():
+    expr = f"{flake_expr()}.scaleOutTest"
+    proc = run_nix("--eval", "--strict", "--json", "-E",
+                   f"let t = {expr}; in {{ inherit (t) name testScript; nodes = builtins.attrNames t.nodes; }}")
+    assert proc.returncode == 0, proc.stderr
+    t = json.loads(proc.stdout)
+    assert t["nodes"] == ["backend1", "backend2", "proxy"]
+    script = t["testScript"]
+    assert 'backend1.succeed("systemctl stop cnn-mnist.service")' in script
+    assert 'assert "FAILED" not in results' in script
+    backend = eval_modules(f"[ {expr}.nodes.backend1 ]")
+    assert backend["failedAssertions"] == []
+    assert backend["service"]["serviceConfig"]["ExecStart"].split()[1:3] == ["--host", "0.0.0.0"]
+    assert backend["etc"]["cnn-mnist/model"]["source"].endswith("-cnn-mnist-model-quick")
+    proxy = eval_modules(f"[ {expr}.nodes.proxy ]")
+    assert sorted(proxy["nginx"]["upstreams"]["cnn-mnist"]["servers"]) == ["backend1:8080", "backend2:8080"]

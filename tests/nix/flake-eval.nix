@@ -40,10 +40,19 @@ let
   };
 
   network = replicas: outputs.nixopsConfigurations.default { inherit replicas; };
+
+  # the scale-out VM test, with runNixOSTest returning its argument
+  scaleOutTest = import ../../nix/nixos-test-scale-out.nix {
+    pkgs = {
+      testers.runNixOSTest = test: test;
+      cnn-mnist-model.override = args: fakeDrv "cnn-mnist-model-quick" // { inherit args; };
+      curl = fakeDrv "curl";
+    };
+  };
   machines = replicas: builtins.removeAttrs (network replicas) [ "network" "nixpkgs" ];
 in
 {
-  inherit outputs network machines;
+  inherit outputs network machines scaleOutTest;
 
   # read-only pkgs: no overlay, so no pkgs.cnn-mnist
   readOnlyPkgs = {

@@ -92,6 +92,12 @@ let
         type = types.attrsOf freeform;
         default = { };
       };
+      environment.systemPackages = mkOption {
+        type = types.listOf types.unspecified;
+        default = [ ];
+      };
+      # the VM tests' virtualisation.*
+      virtualisation = freeformOption;
       services.nginx = freeformOption;
       services.openssh = freeformOption;
       system = freeformOption;
