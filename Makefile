@@ -4,8 +4,9 @@ VENV := .venv
 BIN := $(VENV)/bin
 INSTALLED := $(VENV)/.installed
 MODEL_DIR ?= out
-# nixpkgs' lib/ for the module tests (never committed; see tests/test_nix.py). Unset: those tests skip.
-NIXPKGS_LIB ?= $(abspath $(firstword $(wildcard ../nixpkgs-lib /work/nixpkgs-lib)))
+# nixpkgs' lib/ for the Nix module tests, beside the project as for CI (../shared/nixpkgs-lib/PROVENANCE.md).
+# Override with `make test NIXPKGS_LIB=/path/to/nixpkgs/lib`; a missing one fails those tests, naming it.
+NIXPKGS_LIB ?= ../shared/nixpkgs-lib/lib
 
 .PHONY: run test train bench system-deps clean
 
@@ -33,7 +34,7 @@ run: $(MODEL_DIR)/model.keras
 	$(BIN)/cnn-mnist --model $(MODEL_DIR) --host 127.0.0.1 --port 8080
 
 test: $(INSTALLED) system-deps
-	NIXPKGS_LIB=$(NIXPKGS_LIB) $(BIN)/python -m pytest
+	NIXPKGS_LIB=$(abspath $(NIXPKGS_LIB)) $(BIN)/python -m pytest
 
 bench: $(INSTALLED)
 	$(BIN)/python bench/train.py

@@ -18,8 +18,9 @@ in
 import ./nix/packages.nix { inherit pkgs; }
 // {
   inherit pkgs;
-  # the same nixpkgs source, e.g. for `nixops create -I nixpkgs=...`
+  # the same nixpkgs source, e.g. for `nixops deploy -I nixpkgs=...`
   nixpkgsPath = nixpkgs;
   nixosModule = ./module.nix;
   nixosTest = import ./nix/nixos-test.nix { inherit pkgs; };
+  nixosTestScaleOut = import ./nix/nixos-test-scale-out.nix { inherit pkgs; };
 }

@@ -4,7 +4,12 @@
 # Training is bit-reproducible on CPU, so `nix-build --check -A model` rebuilds
 # it and compares the result byte for byte.
 #
+# The accuracy gate: the build fails when the test accuracy (accuracy.txt) is
+# below `minAccuracy`.  A model that trained badly never reaches the store, so
+# `nixos-rebuild switch` fails and the running model keeps serving.
+#
 #   model.override { epochs = 5; backend = "jax"; seed = 3; }
+#   model.override { minAccuracy = 0.95; }
 {
   lib,
   stdenvNoCC,
@@ -15,6 +20,8 @@
   batchSize ? 128,
   learningRate ? "0.001",
   seed ? 0,
+  # the lowest test accuracy the build accepts (0 turns the gate off)
+  minAccuracy ? 0.98,
   # Keras' copy of MNIST (train 60k, test 10k); a directory of the four IDX
   # files or another .npz in the same layout works too.
   dataset ? fetchurl {
@@ -44,6 +51,9 @@ assert lib.assertMsg (
   builtins.isInt batchSize && batchSize > 0
 ) "cnn-mnist model: batchSize must be a positive integer";
 assert lib.assertMsg (builtins.isInt seed) "cnn-mnist model: seed must be an integer";
+assert lib.assertMsg (
+  (builtins.isInt minAccuracy || builtins.isFloat minAccuracy) && minAccuracy >= 0 && minAccuracy <= 1
+) "cnn-mnist model: minAccuracy must be a number between 0 and 1";
 
 stdenvNoCC.mkDerivation {
   pname = "cnn-mnist-model-${backend}";
@@ -80,7 +90,16 @@ stdenvNoCC.mkDerivation {
     for f in model.keras metrics.json accuracy.txt training-curves.png; do
       test -s "$out/$f" || { echo "cnn-mnist-train did not write $f" >&2; exit 1; }
     done
-    echo "test accuracy: $(cat "$out/accuracy.txt")"
+    accuracy=$(tr -d '[:space:]' < "$out/accuracy.txt")
+    if ! [[ "$accuracy" =~ ^[0-9]*\.?[0-9]+([eE][-+]?[0-9]+)?$ ]]; then
+      echo "cnn-mnist model: accuracy.txt holds '$accuracy', not a number" >&2
+      exit 1
+    fi
+    if ! awk -v a="$accuracy" -v floor=${builtins.toJSON minAccuracy} 'BEGIN { exit !(a + 0 >= floor + 0) }'; then
+      echo "cnn-mnist model: test accuracy $accuracy is below the floor ${builtins.toJSON minAccuracy}; to accept it, build model.override { minAccuracy = $accuracy; }" >&2
+      exit 1
+    fi
+    echo "test accuracy: $accuracy (floor ${builtins.toJSON minAccuracy})"
     runHook postInstallCheck
   '';
   dontInstall = true;
@@ -93,6 +112,7 @@ stdenvNoCC.mkDerivation {
       batchSize
       learningRate
       seed
+      minAccuracy
       dataset
       trainer
       ;

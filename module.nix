@@ -1,7 +1,7 @@
 # services.cnn-mnist: serve a Keras MNIST model over HTTP, optionally behind
-# nginx.  Changing `model` and running `nixos-rebuild switch` reloads the
-# server (SIGHUP: load, check and swap the new model without dropping a
-# request) instead of restarting it.
+# nginx.  Changing the model (or a version, or a label) and running
+# `nixos-rebuild switch` reloads the server (SIGHUP: load, canary-check and
+# swap without dropping a request) instead of restarting it.
 {
   config,
   lib,
@@ -10,9 +10,12 @@
 }:
 
 let
-  inherit (lib) literalExpression types;
+  inherit (lib) literalExpression mkOption types;
 
   cfg = config.services.cnn-mnist;
+
+  # The server's defaults, shared with its CLI (cnn_mnist/defaults.py).
+  defaults = lib.importJSON ./cnn_mnist/server-defaults.json;
 
   supportedBackends = [
     "tensorflow"
@@ -20,17 +23,39 @@ let
     "torch"
   ];
 
-  # Used when nixpkgs does not carry the overlay (../nix/overlay.nix).
+  # pkgs.cnn-mnist when an overlay provides it, else this checkout's package.
+  # (The flake's nixosModules.default puts the flake's own package here.)
   defaultPackage = pkgs.cnn-mnist or (pkgs.callPackage ./package.nix { });
-  defaultModel = pkgs.cnn-mnist-model or (pkgs.callPackage ./model.nix { cnn-mnist = defaultPackage; });
+  defaultModel =
+    pkgs.cnn-mnist-model or (pkgs.callPackage ./model.nix { cnn-mnist = defaultPackage; });
 
-  package = cfg.package.override { inherit (cfg) backend; };
+  # The package for cfg.backend.  A package that says which backend it carries
+  # (passthru.backend) is overridden only when that differs; one without
+  # `.override` (e.g. made with overridePythonAttrs) must already carry it.
+  packageBackend = cfg.package.backend or null;
+  packageFits = packageBackend == null || packageBackend == cfg.backend;
+  package =
+    if packageFits || !(cfg.package ? override) then
+      cfg.package
+    else
+      cfg.package.override { inherit (cfg) backend; };
+
+  # `models` builds a versions directory; otherwise `model` is served as is.
+  servedModel =
+    if cfg.models != { } then
+      import ./nix/versions.nix { inherit (pkgs) runCommandLocal lib; } {
+        inherit (cfg) models labels;
+      }
+    else
+      cfg.model;
 
   # The server reads the model through this stable link.  A new model only
   # changes the link's target (in /etc) and the unit's reload trigger, so
   # switch-to-configuration reloads the unit rather than restarting it.
   modelLink = "cnn-mnist/model";
   modelPath = "/etc/${modelLink}";
+
+  number = builtins.toJSON; # 30.0 -> "30", 0.9 -> "0.9"
 
   # nginx proxies to loopback when the server listens on every address
   proxyHost =
@@ -45,38 +70,46 @@ let
 
   vhost = config.services.nginx.virtualHosts.${cfg.nginx.virtualHost} or { };
   vhostUsesTLS = vhost.forceSSL or false || vhost.addSSL or false || vhost.onlySSL or false;
+
+  positiveInteger = builtins.match "[1-9][0-9]*";
+  badVersions = builtins.filter (v: positiveInteger v == null) (builtins.attrNames cfg.models);
+  badLabelNames = builtins.filter (
+    l: builtins.match "[A-Za-z][A-Za-z0-9_-]*" l == null
+  ) (builtins.attrNames cfg.labels);
+  danglingLabels = lib.filterAttrs (_: v: !(cfg.models ? ${v})) cfg.labels;
 in
 {
   options.services.cnn-mnist = {
     enable = lib.mkEnableOption "cnn-mnist, an HTTP server for a Keras MNIST digit classifier";
 
-    package = lib.mkOption {
+    package = mkOption {
       type = types.package;
       default = defaultPackage;
       defaultText = literalExpression "pkgs.cnn-mnist";
-      example = literalExpression "pkgs.cnn-mnist.overridePythonAttrs { doCheck = false; }";
+      example = literalExpression ''pkgs.cnn-mnist.override { backend = "jax"; }'';
       description = ''
-        The cnn-mnist package.  It is overridden with
-        `{ backend = config.services.cnn-mnist.backend; }`, so that it carries
-        the selected backend's libraries.
+        The cnn-mnist package.  When it carries another backend than
+        `backend` (its `passthru.backend`), it is rebuilt with
+        `.override { inherit backend; }`; a package without `.override`
+        (e.g. made with `overridePythonAttrs`) must carry `backend` already.
       '';
     };
 
-    host = lib.mkOption {
+    host = mkOption {
       type = types.str;
       default = "127.0.0.1";
       example = "0.0.0.0";
       description = "The address the server listens on.";
     };
 
-    port = lib.mkOption {
+    port = mkOption {
       type = types.port;
       default = 8080;
       example = 5000;
       description = "The TCP port the server listens on.";
     };
 
-    backend = lib.mkOption {
+    backend = mkOption {
       type = types.enum (supportedBackends ++ [ "theano" ]);
       default = "tensorflow";
       example = "jax";
@@ -86,28 +119,130 @@ in
       '';
     };
 
-    model = lib.mkOption {
+    model = mkOption {
       type = types.path;
       default = defaultModel;
       defaultText = literalExpression "pkgs.cnn-mnist-model";
       example = literalExpression "pkgs.cnn-mnist-model.override { epochs = 5; seed = 1; }";
       description = ''
-        The model to serve: a `.keras` or `.h5` file, a trainer output
-        directory containing `model.keras`, or a directory of versions `1/`,
-        `2/`, ….  The server reads it through the stable link
-        `/etc/${modelLink}`; changing it reloads the server instead of
+        The model to serve when `models` is empty: a `.keras` or `.h5` file,
+        a trainer output directory containing `model.keras`, or a directory
+        of versions `1/`, `2/`, ….  The server reads it through the stable
+        link `/etc/${modelLink}`; changing it reloads the server instead of
         restarting it, without dropping a request.
       '';
     };
 
-    threads = lib.mkOption {
-      type = types.ints.positive;
-      default = 4;
-      example = 8;
-      description = "Number of threads serving requests.";
+    models = mkOption {
+      type = types.attrsOf types.path;
+      default = { };
+      example = literalExpression ''
+        {
+          "1" = pkgs.cnn-mnist-model;
+          "2" = pkgs.cnn-mnist-model.override { seed = 1; };
+          "3" = ./candidate/model.keras;
+        }
+      '';
+      description = ''
+        Versions served side by side, as TensorFlow Serving does, keyed by
+        positive integer.  Each is a trainer output directory or a single
+        `.keras`/`.h5` file.  The module builds a versions directory in the
+        store and serves it instead of `model`.
+      '';
     };
 
-    openFirewall = lib.mkOption {
+    labels = mkOption {
+      type = types.attrsOf types.str;
+      default = { };
+      example = {
+        stable = "2";
+        canary = "3";
+      };
+      description = ''
+        Labels of `models`' versions (`label -> version` links in the
+        versions directory).  Requests may name a label
+        (`/v1/models/cnn-mnist/labels/canary:predict`).  The default version
+        is `current`, else `stable`, else the highest number.  A promotion or
+        a rollback is a change of label and a `nixos-rebuild switch`.
+      '';
+    };
+
+    threads = mkOption {
+      type = types.ints.positive;
+      default = defaults.threads;
+      example = 8;
+      description = "Threads serving requests (`--threads`).";
+    };
+
+    maxBodyBytes = mkOption {
+      type = types.ints.positive;
+      default = defaults.max_body_bytes;
+      example = 1048576;
+      description = ''
+        The largest request body the server accepts (`--max-body-bytes`);
+        nginx's `client_max_body_size` follows it.
+      '';
+    };
+
+    drainSeconds = mkOption {
+      type = types.numbers.positive;
+      default = defaults.drain_seconds;
+      example = 10;
+      description = ''
+        On stop, how long requests in flight may take to finish
+        (`--drain-seconds`).  systemd's `TimeoutStopSec` is set above it.
+      '';
+    };
+
+    connectionLimit = mkOption {
+      type = types.ints.positive;
+      default = defaults.connection_limit;
+      example = 500;
+      description = "Open connections at most (`--connection-limit`).";
+    };
+
+    channelTimeout = mkOption {
+      type = types.numbers.positive;
+      default = defaults.channel_timeout;
+      example = 10;
+      description = ''
+        Seconds a connection may sit idle or half-sent before the server
+        closes it (`--channel-timeout`).
+      '';
+    };
+
+    minAccuracy = mkOption {
+      type = types.numbers.between 0 1;
+      default = defaults.min_accuracy;
+      example = 0.97;
+      description = ''
+        The canary accuracy a model must reach before it serves, at start or
+        on reload (`--min-accuracy`).
+      '';
+    };
+
+    maxRegression = mkOption {
+      type = types.numbers.between 0 1;
+      default = defaults.max_regression;
+      example = 0.005;
+      description = ''
+        On reload, how far below the serving model's canary accuracy a new
+        model may score (`--max-regression`); 1 turns the check off.
+      '';
+    };
+
+    canary = mkOption {
+      type = types.nullOr types.path;
+      default = null;
+      example = literalExpression "./canary/mnist.npz";
+      description = ''
+        The canary set models are scored on (`--canary`): a Keras
+        `mnist.npz` layout or an IDX directory.  `null`: the 1,000 official
+        MNIST test digits shipped in the package.
+      '';
+    };
+
+    openFirewall = mkOption {
       type = types.bool;
       default = false;
       example = true;
@@ -120,7 +255,7 @@ in
     nginx = {
       enable = lib.mkEnableOption "an nginx virtual host proxying to cnn-mnist";
 
-      virtualHost = lib.mkOption {
+      virtualHost = mkOption {
         type = types.str;
         default = config.networking.fqdnOrHostName;
         defaultText = literalExpression "config.networking.fqdnOrHostName";
@@ -133,7 +268,7 @@ in
       };
     };
 
-    environment = lib.mkOption {
+    environment = mkOption {
       type = types.attrsOf types.str;
       default = { };
       example = {
@@ -154,9 +289,34 @@ in
           of: ${lib.concatStringsSep ", " supportedBackends}.
         '';
       }
+      {
+        assertion = packageFits || cfg.package ? override;
+        message = ''
+          services.cnn-mnist.package carries the ${toString packageBackend} backend and
+          has no `.override` to rebuild it for backend = "${cfg.backend}".  Pass a
+          package built for it, e.g. (pkgs.cnn-mnist.override { backend = "${cfg.backend}"; })
+          before overridePythonAttrs, or set services.cnn-mnist.backend = "${toString packageBackend}".
+        '';
+      }
+      {
+        assertion = badVersions == [ ];
+        message = "services.cnn-mnist.models: version keys must be positive integers (\"1\", \"2\", …), not ${lib.concatMapStringsSep ", " builtins.toJSON badVersions}.";
+      }
+      {
+        assertion = badLabelNames == [ ];
+        message = "services.cnn-mnist.labels: a label name must start with a letter and hold only letters, digits, - and _ (a number would be taken for a version): ${lib.concatMapStringsSep ", " builtins.toJSON badLabelNames}.";
+      }
+      {
+        assertion = danglingLabels == { };
+        message = "services.cnn-mnist.labels: ${
+          lib.concatStringsSep ", " (lib.mapAttrsToList (l: v: "${l} -> ${v}") danglingLabels)
+        } names a version that services.cnn-mnist.models does not have (it has: ${
+          lib.concatStringsSep ", " (builtins.attrNames cfg.models)
+        }).";
+      }
     ];
 
-    environment.etc.${modelLink}.source = cfg.model;
+    environment.etc.${modelLink}.source = servedModel;
 
     systemd.services.cnn-mnist = {
       description = "cnn-mnist: MNIST digit classifier over HTTP";
@@ -171,28 +331,46 @@ in
         MPLCONFIGDIR = "/var/cache/cnn-mnist/matplotlib";
       };
 
-      # a new model reloads (ExecReload) rather than restarts
-      reloadTriggers = [ cfg.model ];
+      # a new model, version or label reloads (ExecReload) rather than restarts
+      reloadTriggers = [ servedModel ];
 
       serviceConfig = {
         Type = "exec";
-        ExecStart = lib.escapeShellArgs [
-          (lib.getExe package)
-          "--host"
-          cfg.host
-          "--port"
-          (toString cfg.port)
-          "--backend"
-          cfg.backend
-          "--threads"
-          (toString cfg.threads)
-        ];
-        # SIGHUP: re-resolve MODEL, load and check the new model in the
+        ExecStart = lib.escapeShellArgs (
+          [
+            (lib.getExe package)
+            "--host"
+            cfg.host
+            "--port"
+            (toString cfg.port)
+            "--backend"
+            cfg.backend
+            "--threads"
+            (toString cfg.threads)
+            "--max-body-bytes"
+            (toString cfg.maxBodyBytes)
+            "--drain-seconds"
+            (number cfg.drainSeconds)
+            "--connection-limit"
+            (toString cfg.connectionLimit)
+            "--channel-timeout"
+            (number cfg.channelTimeout)
+            "--min-accuracy"
+            (number cfg.minAccuracy)
+            "--max-regression"
+            (number cfg.maxRegression)
+          ]
+          ++ lib.optionals (cfg.canary != null) [
+            "--canary"
+            "${cfg.canary}"
+          ]
+        );
+        # SIGHUP: re-resolve MODEL, load and canary-check the new model in the
         # background, then swap it in
         ExecReload = "${pkgs.coreutils}/bin/kill -HUP $MAINPID";
-        # SIGTERM: finish the requests in flight, then exit 0
+        # SIGTERM: finish the requests in flight (up to drainSeconds), then exit 0
         KillSignal = "SIGTERM";
-        TimeoutStopSec = 30;
+        TimeoutStopSec = builtins.ceil cfg.drainSeconds + 15;
         Restart = "on-failure";
 
         DynamicUser = true;
@@ -241,9 +419,22 @@ in
 
     services.nginx = lib.mkIf cfg.nginx.enable {
       enable = true;
-      virtualHosts.${cfg.nginx.virtualHost}.locations."/" = {
-        proxyPass = "http://${proxyHost}:${toString cfg.port}";
-        recommendedProxySettings = true;
+      virtualHosts.${cfg.nginx.virtualHost} = {
+        # nginx reads whole requests from slow clients before it proxies them
+        extraConfig = ''
+          client_header_timeout 10s;
+          client_body_timeout 10s;
+        '';
+        locations."/" = {
+          proxyPass = "http://${proxyHost}:${toString cfg.port}";
+          recommendedProxySettings = true;
+          extraConfig = ''
+            client_max_body_size ${toString cfg.maxBodyBytes};
+            proxy_connect_timeout 5s;
+            proxy_send_timeout 30s;
+            proxy_read_timeout 30s;
+          '';
+        };
       };
     };
 

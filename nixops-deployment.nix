@@ -1,37 +1,46 @@
-# nixops deployment of cnn-mnist behind nginx on a VirtualBox VM:
+# The NixOps network: cnn-mnist behind nginx on VirtualBox VMs.  NixOps 2
+# (nixpkgs' nixops_unstable_full, which has the VirtualBox plugin) reads it
+# from the flake (outputs.nixopsConfigurations.default), from the repository
+# root:
 #
-#   nixops create -d cnn-mnist nixops-deployment.nix \
-#     -I nixpkgs=$(nix-instantiate --eval -A nixpkgsPath | tr -d '"')
+#   nixops create -d cnn-mnist
 #   nixops deploy -d cnn-mnist
-#   nixops info -d cnn-mnist        # shows the VM's IP address
-#   curl http://<that address>/healthz
+#   nixops set-args -d cnn-mnist --arg replicas 3 && nixops deploy -d cnn-mnist
 #
-# (-I nixpkgs=… uses the nixpkgs pinned in flake.lock; without it nixops uses
-# the nixpkgs on NIX_PATH.)
+# replicas = 1: one VM, the server behind its own nginx.
+# replicas = N > 1: N backend VMs and a proxy VM whose nginx spreads requests
+# over them and retries a request that a stopped backend failed
+# (nix/scale-out.nix).  See the README's "Nix" section for other targets.
 {
-  network.description = "cnn-mnist: MNIST digit classifier behind nginx";
+  replicas ? 1,
+}:
 
-  cnn-mnist =
-    { config, pkgs, ... }:
-    {
-      imports = [ ./module.nix ];
-      nixpkgs.overlays = [ (import ./nix/overlay.nix) ];
+assert builtins.isInt replicas && replicas >= 1;
 
-      deployment.targetEnv = "virtualbox";
-      deployment.virtualbox = {
-        memorySize = 4096; # MiB; TensorFlow wants a few GiB
-        vcpu = 2;
-        headless = true;
-      };
+let
+  backends = builtins.genList (i: "backend-${toString (i + 1)}") replicas;
+  scaleOut = import ./nix/scale-out.nix { inherit backends; };
 
-      # Another target: any machine running NixOS that you can ssh into as
-      # root.  Replace the three lines above with
-      #   deployment.targetEnv = "none";
-      #   deployment.targetHost = "203.0.113.10";
-      # and import that machine's hardware-configuration.nix here.
-      # (Cloud backends work the same way, e.g. targetEnv = "ec2" with the
-      # deployment.ec2.* options.)
+  vm = memorySize: {
+    deployment.targetEnv = "virtualbox";
+    deployment.virtualbox = {
+      inherit memorySize; # MiB
+      vcpu = 2;
+      headless = true;
+    };
+    # Another target: any NixOS machine you can ssh into as root.  Replace the
+    # lines above with
+    #   deployment.targetEnv = "none";
+    #   deployment.targetHost = "203.0.113.10";
+    # and import that machine's hardware-configuration.nix.
+  };
 
+  single = {
+    cnn-mnist = {
+      imports = [
+        ./module.nix
+        (vm 4096) # TensorFlow wants a few GiB
+      ];
       services.cnn-mnist = {
         enable = true;
         # backend = "jax";   # or "torch"; the package carries that backend
@@ -42,4 +51,41 @@
         openFirewall = true;
       };
     };
+  };
+
+  scaled =
+    builtins.listToAttrs (
+      map (name: {
+        inherit name;
+        value.imports = [
+          scaleOut.backend
+          (vm 4096)
+        ];
+      }) backends
+    )
+    // {
+      proxy =
+        { nodes, lib, ... }:
+        {
+          imports = [
+            scaleOut.proxy
+            (vm 1024)
+          ];
+          # the backends by name, at the private addresses NixOps gives them
+          networking.extraHosts = lib.concatMapStrings (
+            name: "${nodes.${name}.config.networking.privateIPv4} ${name}\n"
+          ) backends;
+        };
+    };
+in
+{
+  network = {
+    description = "cnn-mnist: MNIST digit classifier behind nginx (${toString replicas} replica(s))";
+    # NixOps 2 rejects a network without a state backend; "legacy" keeps the
+    # state in ~/.nixops/deployments.nixops as NixOps 1 did ($NIXOPS_STATE overrides).
+    storage.legacy = { };
+    # without the flake (nix/nixops/nixops.nix): the nixpkgs pinned in flake.lock
+    nixpkgs = (import ./default.nix).pkgs;
+  };
 }
+// (if replicas == 1 then single else scaled)

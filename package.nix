@@ -1,6 +1,6 @@
 # The cnn-mnist Python application: the trainer (`cnn-mnist-train`) and the
 # server (`cnn-mnist`).  `backend` selects which Keras backend libraries the
-# package carries:
+# package carries, and only those:
 #
 #   cnn-mnist.override { backend = "jax"; }
 {
@@ -10,19 +10,9 @@
 }:
 
 let
-  # Keras 3 backends and the nixpkgs libraries that provide them.
-  backendLibraries = ps: {
-    # tensorflow-bin: upstream's wheel, on Hydra for x86_64-linux and aarch64-linux
-    tensorflow = [ ps.tensorflow-bin ];
-    jax = [
-      ps.jax
-      ps.jaxlib
-    ];
-    torch = [ ps.torch ];
-  };
-  supportedBackends = builtins.attrNames (backendLibraries python3Packages);
-
   pyprojectToml = lib.importTOML ./pyproject.toml;
+  keras = import ./nix/keras.nix { inherit lib python3Packages backend; };
+  inherit (keras) backendLibraries supportedBackends;
 in
 assert lib.assertMsg (backend != "theano")
   "cnn-mnist: backend \"theano\" is not supported: Keras 3 removed the Theano backend (Theano itself is unmaintained since 2017). Use one of: ${lib.concatStringsSep ", " supportedBackends}.";
@@ -34,25 +24,15 @@ python3Packages.buildPythonApplication rec {
   inherit (pyprojectToml.project) version;
   pyproject = true;
 
-  src = lib.fileset.toSource {
-    root = ./.;
-    fileset = lib.fileset.unions [
-      ./pyproject.toml
-      ./cnn_mnist
-      (lib.fileset.maybeMissing ./README.md)
-      (lib.fileset.maybeMissing ./LICENSE)
-      # for the check phase
-      (lib.fileset.maybeMissing ./tests)
-      (lib.fileset.maybeMissing ./data/mnist-small.npz)
-    ];
-  };
+  # only the project's own files, whatever else lies in the checkout
+  src = import ./nix/source.nix { root = ./.; };
 
   build-system = [ python3Packages.setuptools ];
 
   dependencies =
     with python3Packages;
     [
-      keras
+      keras.package
       numpy
       h5py
       pillow
@@ -61,7 +41,7 @@ python3Packages.buildPythonApplication rec {
       waitress
       prometheus-client
     ]
-    ++ (backendLibraries python3Packages).${backend};
+    ++ backendLibraries.${backend};
 
   # The server falls back to the backend this package carries.
   makeWrapperArgs = [
@@ -77,10 +57,14 @@ python3Packages.buildPythonApplication rec {
     export KERAS_BACKEND=${backend}
   '';
 
-  # slow: trains a model (the `model` derivation does that); test_nix.py needs
-  # nix-instantiate, which is not in the build sandbox.
+  # slow: trains a model (the `model` derivation does that); the Nix tests
+  # need nix-instantiate and nixpkgs' lib, which are not in the build sandbox.
   disabledTestMarks = [ "slow" ];
-  disabledTestPaths = [ "tests/test_nix.py" ];
+  disabledTestPaths = map (name: "tests/${name}") (
+    builtins.filter (name: builtins.match "test_nix.*[.]py" name != null) (
+      builtins.attrNames (builtins.readDir ./tests)
+    )
+  );
 
   pythonImportsCheck = [ "cnn_mnist" ];
 

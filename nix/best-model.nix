@@ -3,12 +3,19 @@
 # A pure function that needs nothing but builtins (no nixpkgs, no lib), so it
 # can be tested with `nix-instantiate --eval --strict` on literal values.
 #
-#   candidates :: [ { accuracy :: string | number; ... } ]
-#   result     :: the candidate with the highest accuracy, unchanged
+#   import ./best-model.nix { minAccuracy = 0.98; } candidates
+#
+#   minAccuracy :: number   the floor; candidates below it are skipped
+#   candidates  :: [ { accuracy :: string | number; ... } ]
+#   result      :: the candidate with the highest accuracy, unchanged; an error
+#                  naming the best accuracy when no candidate reaches the floor
 #
 # `accuracy` is usually `builtins.readFile "${model}/accuracy.txt"` (one number,
 # surrounding whitespace allowed).  On a tie the earliest candidate wins, so
 # with candidates ordered by seed the lowest seed is chosen.
+{
+  minAccuracy ? 0,
+}:
 candidates:
 let
   parseAccuracy =
@@ -44,12 +51,19 @@ let
   }) candidates;
 
   better = best: next: if next.score > best.score then next else best;
+  highest = list: builtins.foldl' better (builtins.head list) (builtins.tail list);
+  passing = builtins.filter (x: x.score >= minAccuracy) scored;
 in
 if !(builtins.isList candidates) then
   throw "bestModel: expected a list of candidates"
+else if !(builtins.isInt minAccuracy || builtins.isFloat minAccuracy) then
+  throw "bestModel: minAccuracy must be a number, got a ${builtins.typeOf minAccuracy}"
 else if candidates == [ ] then
   throw "bestModel: no candidates to choose from"
 else
   builtins.deepSeq (map (x: x.score) scored) (
-    builtins.foldl' better (builtins.head scored) (builtins.tail scored)
-  ).candidate
+    if passing == [ ] then
+      throw "bestModel: none of the ${toString (builtins.length scored)} candidates reaches the floor ${builtins.toJSON minAccuracy} (the best scored ${builtins.toJSON (highest scored).score}); lower it with minAccuracy or train longer"
+    else
+      (highest passing).candidate
+  )

@@ -8,6 +8,7 @@
   firstModel ? pkgs.cnn-mnist-model.override {
     epochs = 1;
     dataset = ../data/mnist-small.npz;
+    minAccuracy = 0.9;
   },
   secondModel ? firstModel.override { seed = 1; },
 }:

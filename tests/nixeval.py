@@ -14,14 +14,27 @@ ROOT = Path(__file__).resolve().parent.parent
 HARNESS = ROOT / "tests" / "nix"
 NIX_FILES = sorted(
     p
-    for p in [*ROOT.glob("*.nix"), *ROOT.glob("nix/*.nix"), *HARNESS.glob("*.nix")]
+    for p in [*ROOT.glob("*.nix"), *ROOT.glob("nix/**/*.nix"), *HARNESS.glob("*.nix")]
     if p.is_file()
 )
-NIXPKGS_LIB = os.path.abspath(os.environ["NIXPKGS_LIB"]) if os.environ.get("NIXPKGS_LIB") else ""
+# nixpkgs' lib/, provided beside the project as it is for CI (../shared/nixpkgs-lib/PROVENANCE.md);
+# NIXPKGS_LIB (a nixpkgs checkout or its lib/) overrides it.
+DEFAULT_NIXPKGS_LIB = ROOT.parent / "shared" / "nixpkgs-lib" / "lib"
 
-needs_lib = pytest.mark.skipif(
-    not NIXPKGS_LIB, reason="NIXPKGS_LIB is not set (a nixpkgs checkout or its lib/)"
-)
+
+def nixpkgs_lib() -> str:
+    """The nixpkgs lib/ the module tests evaluate with; missing, a test failure that says what to provide."""
+    chosen = os.environ.get("NIXPKGS_LIB") or str(DEFAULT_NIXPKGS_LIB)
+    path = Path(chosen).resolve()
+    if not ((path / "default.nix").is_file() or (path / "lib" / "default.nix").is_file()):
+        source = "NIXPKGS_LIB" if os.environ.get("NIXPKGS_LIB") else "the default ../shared/nixpkgs-lib/lib"
+        pytest.fail(
+            f"nixpkgs' lib/ not found at {path} ({source}): the Nix module tests need it. Put nixpkgs' "
+            "lib/ at ../shared/nixpkgs-lib/lib beside the project, or set NIXPKGS_LIB to a nixpkgs "
+            "checkout or its lib/.",
+            pytrace=False,
+        )
+    return str(path)
 
 
 def nix_instantiate() -> str:

@@ -34,6 +34,11 @@ def test_expected_nix_files_exist():
         "nix/best-model.nix",
         "nix/lock.nix",
         "nix/nixos-test.nix",
+        "nix/nixos-test-scale-out.nix",
+        "nix/scale-out.nix",
+        "nix/versions.nix",
+        "nix/source.nix",
+        "nix/nixops/nixops.nix",
     ]:
         assert required in names
 
@@ -51,6 +56,23 @@ def test_parse_rejects_broken_nix(tmp_path: Path):
 
 
 # --- pure helpers ------------------------------------------------------------
+
+
+def test_best_model_with_a_floor():
+    r = eval_json(HARNESS / "best-model.nix")
+    assert r["floorKeepsBest"] == 1
+    assert r["floorIsInclusive"] == 1  # 0.98 reaches a floor of 0.98
+    assert r["noneAboveFloorFails"] is True
+    assert r["garbageBelowFloorFails"] is True
+
+
+def test_best_model_names_the_floor_when_none_reaches_it():
+    proc = run_nix("--eval", "--strict", "-E",
+                   f'import {ROOT}/nix/best-model.nix {{ minAccuracy = 0.99; }} '
+                   '[ { accuracy = "0.97"; } { accuracy = "0.985\\n"; } ]')
+    assert proc.returncode != 0
+    assert ("bestModel: none of the 2 candidates reaches the floor 0.99 (the best scored 0.985)"
+            in proc.stderr)
 
 
 def test_best_model_selection():
@@ -80,7 +102,7 @@ def test_best_model_selection():
     ],
 )
 def test_best_model_error_messages(expr: str, message: str):
-    proc = run_nix("--eval", "--strict", "-E", f"import {ROOT}/nix/best-model.nix {expr}")
+    proc = run_nix("--eval", "--strict", "-E", f"import {ROOT}/nix/best-model.nix {{ }} {expr}")
     assert proc.returncode != 0
     assert message in proc.stderr
 
@@ -88,7 +110,7 @@ def test_best_model_error_messages(expr: str, message: str):
 def test_lock_reader_matches_flake_lock():
     r = eval_json(HARNESS / "lock.nix")
     locked = r["projectLock"]["nodes"]["nixpkgs"]["locked"]
-    assert r["projectLock"]["nodes"]["nixpkgs"]["original"]["ref"] == "nixos-unstable"
+    assert r["projectLock"]["nodes"]["nixpkgs"]["original"]["ref"] == "nixos-25.11"
     assert re.fullmatch(r"[0-9a-f]{40}", locked["rev"])
     assert re.fullmatch(r"sha256-[A-Za-z0-9+/]{43}=", locked["narHash"])
     project = r["project"]
@@ -105,6 +127,32 @@ def test_lock_reader_matches_flake_lock():
 def test_flake_and_default_nix_share_the_lock():
     flake = (ROOT / "flake.nix").read_text()
     default = (ROOT / "default.nix").read_text()
-    assert 'inputs.nixpkgs.url = "github:NixOS/nixpkgs/nixos-unstable"' in flake
+    assert 'inputs.nixpkgs.url = "github:NixOS/nixpkgs/nixos-25.11"' in flake
     assert "./nix/lock.nix" in default and "./flake.lock" in default
     assert "fetchTarball" in default
+
+
+# --- where nixpkgs' lib comes from ---------------------------------------------
+
+
+def test_missing_nixpkgs_lib_is_a_failure_naming_it(monkeypatch, tmp_path: Path):
+    import nixeval
+
+    monkeypatch.setenv("NIXPKGS_LIB", str(tmp_path / "no-such-lib"))
+    with pytest.raises(pytest.fail.Exception) as failure:
+        nixeval.nixpkgs_lib()
+    assert "no-such-lib" in str(failure.value) and "../shared/nixpkgs-lib/lib" in str(failure.value)
+    monkeypatch.delenv("NIXPKGS_LIB")
+    monkeypatch.setattr(nixeval, "DEFAULT_NIXPKGS_LIB", tmp_path / "shared" / "nixpkgs-lib" / "lib")
+    with pytest.raises(pytest.fail.Exception) as failure:
+        nixeval.nixpkgs_lib()
+    assert "the default ../shared/nixpkgs-lib/lib" in str(failure.value)
+
+
+def test_nixpkgs_lib_default_is_beside_the_project():
+    import nixeval
+
+    assert nixeval.DEFAULT_NIXPKGS_LIB == ROOT.parent / "shared" / "nixpkgs-lib" / "lib"
+    makefile = (ROOT / "Makefile").read_text()
+    assert "NIXPKGS_LIB ?= ../shared/nixpkgs-lib/lib" in makefile
+    assert "/work/" not in makefile  # no path of a particular machine

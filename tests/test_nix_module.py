@@ -1,28 +1,38 @@
-"""module.nix under nixpkgs' real lib.evalModules, and package.nix / model.nix / nix/packages.nix
-against fake builders; these need NIXPKGS_LIB (a nixpkgs checkout or its lib/) and skip without it."""
+"""module.nix under nixpkgs' real lib.evalModules (../shared/nixpkgs-lib/lib, or NIXPKGS_LIB), with
+stand-ins only for what nixpkgs would provide (tests/nix/module-eval.nix)."""
 
 from __future__ import annotations
 
+import json
+import os
+import subprocess
 from pathlib import Path
 
 import pytest
 
-from nixeval import HARNESS, NIXPKGS_LIB, needs_lib, eval_json, eval_error, nix_literal
+from nixeval import HARNESS, ROOT, nixpkgs_lib, eval_json, eval_error, nix_literal
+
+SERVER_DEFAULTS = json.loads((ROOT / "cnn_mnist" / "server-defaults.json").read_text())
 
 
 # --- module.nix under lib.evalModules ------------------------------------------
 
 
-def eval_module(settings: dict | None = None, extra: str | None = None):
-    args = ["--argstr", "nixpkgsLib", NIXPKGS_LIB]
+def module_args(settings: dict | None = None, extra: str | None = None, with_fakes: str | None = None):
+    args = ["--argstr", "nixpkgsLib", nixpkgs_lib()]
     if settings is not None:
         args += ["--arg", "settings", nix_literal(settings)]
     if extra is not None:
         args += ["--arg", "extraConfig", extra]
-    return eval_json(HARNESS / "module-eval.nix", *args)
+    if with_fakes is not None:
+        args += ["--arg", "withFakes", with_fakes]
+    return args
 
 
-@needs_lib
+def eval_module(settings: dict | None = None, extra: str | None = None, with_fakes: str | None = None):
+    return eval_json(HARNESS / "module-eval.nix", *module_args(settings, extra, with_fakes))
+
+
 def test_module_option_defaults_and_types():
     opts = eval_module()["options"]
     assert opts["enable"]["default"] is False and opts["enable"]["type"] == "bool"
@@ -45,7 +55,6 @@ def test_module_option_defaults_and_types():
         assert opt["hasExample"], f"{name} has no example"
 
 
-@needs_lib
 def test_module_unit_exec_start_and_environment():
     r = eval_module({"backend": "jax", "port": 9000, "host": "0.0.0.0", "threads": 2,
                      "environment": {"OMP_NUM_THREADS": "2"}})
@@ -53,8 +62,8 @@ def test_module_unit_exec_start_and_environment():
     exec_start = svc["serviceConfig"]["ExecStart"].split()
     # lib.getExe of the package overridden with the backend
     assert exec_start[0].endswith("-cnn-mnist-jax/bin/cnn-mnist")
-    assert exec_start[1:] == ["--host", "0.0.0.0", "--port", "9000", "--backend", "jax",
-                              "--threads", "2"]
+    assert exec_start[1:9] == ["--host", "0.0.0.0", "--port", "9000", "--backend", "jax",
+                               "--threads", "2"]
     assert svc["environment"]["MODEL"] == "/etc/cnn-mnist/model"
     assert svc["environment"]["OMP_NUM_THREADS"] == "2"
     for var in ["HOME", "KERAS_HOME", "MPLCONFIGDIR", "XDG_CACHE_HOME"]:
@@ -63,7 +72,6 @@ def test_module_unit_exec_start_and_environment():
     assert r["failedAssertions"] == []
 
 
-@needs_lib
 def test_module_unit_hardening():
     sc = eval_module()["service"]["serviceConfig"]
     assert sc["DynamicUser"] is True
@@ -81,7 +89,6 @@ def test_module_unit_hardening():
     assert sc["MemoryDenyWriteExecute"] is False
 
 
-@needs_lib
 def test_module_model_change_reloads_instead_of_restarting():
     a = eval_module({"model": "/srv/models/a.keras"})
     b = eval_module({"model": "/srv/models/b.keras"})
@@ -99,7 +106,6 @@ def test_module_model_change_reloads_instead_of_restarting():
     assert reload[0].endswith("/bin/kill") and reload[1:] == ["-HUP", "$MAINPID"]
 
 
-@needs_lib
 def test_module_disabled_sets_nothing():
     r = eval_module({"enable": False})
     assert r["service"] is None
@@ -107,7 +113,6 @@ def test_module_disabled_sets_nothing():
     assert r["nginx"] == {} and r["firewall"] == {}
 
 
-@needs_lib
 def test_module_nginx_virtual_host_and_firewall():
     r = eval_module({"nginx": {"enable": True, "virtualHost": "mnist.example.org"},
                      "port": 8081, "openFirewall": True})
@@ -130,14 +135,12 @@ def test_module_nginx_virtual_host_and_firewall():
     assert r["firewall"] == {}  # openFirewall is off
 
 
-@needs_lib
 def test_module_open_firewall_without_nginx():
     r = eval_module({"openFirewall": True, "port": 8123})
     assert r["firewall"]["allowedTCPPorts"] == [8123]
     assert r["nginx"] == {}
 
 
-@needs_lib
 def test_module_theano_is_rejected_with_an_explanation():
     r = eval_module({"backend": "theano"})
     assert len(r["failedAssertions"]) == 1
@@ -146,86 +149,170 @@ def test_module_theano_is_rejected_with_an_explanation():
     assert "tensorflow, jax, torch" in message
 
 
-@needs_lib
 @pytest.mark.parametrize(
     "settings, message",
     [({"port": 70000}, "16 bit unsigned integer"), ({"backend": "mxnet"}, "one of"),
      ({"threads": 0}, "positive integer")],
 )
 def test_module_rejects_ill_typed_values(settings: dict, message: str):
-    stderr = eval_error(HARNESS / "module-eval.nix", "--argstr", "nixpkgsLib", NIXPKGS_LIB,
-                        "--arg", "settings", nix_literal(settings))
+    stderr = eval_error(HARNESS / "module-eval.nix", *module_args(settings))
     assert message in stderr
 
 
-# --- package.nix, model.nix, nix/packages.nix with fake builders ---------------
+# --- the server's settings, from cnn_mnist/server-defaults.json ----------------
+
+FLAGS = {  # option -> (flag, key in server-defaults.json)
+    "threads": ("--threads", "threads"),
+    "maxBodyBytes": ("--max-body-bytes", "max_body_bytes"),
+    "drainSeconds": ("--drain-seconds", "drain_seconds"),
+    "connectionLimit": ("--connection-limit", "connection_limit"),
+    "channelTimeout": ("--channel-timeout", "channel_timeout"),
+    "minAccuracy": ("--min-accuracy", "min_accuracy"),
+    "maxRegression": ("--max-regression", "max_regression"),
+}
 
 
-@needs_lib
-def test_package_dependencies_follow_backend():
-    r = eval_json(HARNESS / "package-eval.nix", "--argstr", "nixpkgsLib", NIXPKGS_LIB,
-                  "-A", "report")
-    common = {"keras", "numpy", "h5py", "pillow", "matplotlib", "flask", "waitress",
-              "prometheus-client"}
-    expected = {"tensorflow": {"tensorflow-bin"}, "jax": {"jax", "jaxlib"}, "torch": {"torch"}}
-    for backend, extra in expected.items():
-        p = r["packages"][backend]
-        assert set(p["dependencies"]) == common | extra, backend
-        assert p["makeWrapperArgs"] == ["--set-default", "KERAS_BACKEND", backend]
-        assert p["backend"] == backend
-    d = r["defaultPackage"]
-    assert d["backend"] == "tensorflow"
-    assert (d["pname"], d["version"]) == ("cnn-mnist", "0.1.0")  # from pyproject.toml
-    assert d["pyproject"] is True and d["mainProgram"] == "cnn-mnist"
-    assert set(d["platforms"]) == {"x86_64-linux", "aarch64-linux"}
-    assert r["theanoPackageEvaluates"] is False
+def flag_values(exec_start: str) -> dict:
+    words = exec_start.split()
+    return {word: words[i + 1] for i, word in enumerate(words) if word.startswith("--")}
 
 
-@needs_lib
-def test_model_derivation_runs_the_trainer():
-    r = eval_json(HARNESS / "package-eval.nix", "--argstr", "nixpkgsLib", NIXPKGS_LIB,
-                  "-A", "report")
-    m = r["defaultModel"]
-    assert m["dataset"] == "https://storage.googleapis.com/tensorflow/tf-keras-datasets/mnist.npz"
-    assert m["datasetHash"] == "731c5ac602752760c8e48fbffcf8c3b850d9dc2a2aedcf2cc48468fc17b673d1"
-    assert m["nativeBuildInputs"] == ["cnn-mnist-tensorflow"]
-    flags = " ".join(m["buildPhase"].replace("\\\n", " ").split())
-    assert ("cnn-mnist-train --dataset /nix/store/0000-mnist.npz --epochs 10 --batch-size 128 "
-            "--learning-rate 0.001 --seed 0 --backend tensorflow --output \"$out\"") in flags
-    for var in ["HOME", "XDG_CACHE_HOME", "KERAS_HOME", "MPLCONFIGDIR"]:
-        assert f"{var}=$TMPDIR" in flags, var
-    c = r["customModel"]
-    assert (c["pname"], c["version"]) == ("cnn-mnist-model-jax", "e5-s7")
-    assert c["nativeBuildInputs"] == ["cnn-mnist-jax"]
-    flags = " ".join(c["buildPhase"].replace("\\\n", " ").split())
-    assert "--dataset /data/mnist-small.npz --epochs 5 --batch-size 64" in flags
-    assert "--seed 7 --backend jax" in flags
-    assert r["theanoModelEvaluates"] is False and r["zeroEpochsEvaluates"] is False
+def test_module_server_settings_default_to_server_defaults_json():
+    r = eval_module()
+    flags = flag_values(r["service"]["serviceConfig"]["ExecStart"])
+    for option, (flag, key) in FLAGS.items():
+        assert r["options"][option]["default"] == SERVER_DEFAULTS[key], option
+        assert float(flags[flag]) == SERVER_DEFAULTS[key], flag
+        assert r["options"][option]["hasDescription"] and r["options"][option]["hasExample"]
+    assert "--canary" not in flags  # the canary set shipped in the package
+    # systemd must not kill the server while it drains
+    assert r["service"]["serviceConfig"]["TimeoutStopSec"] > SERVER_DEFAULTS["drain_seconds"]
 
 
-@needs_lib
-@pytest.mark.parametrize(
-    "attr, message",
-    [("theanoModel", 'backend "theano" is not supported: Keras 3 removed the Theano backend'),
-     ("theanoPackage", 'backend "theano" is not supported: Keras 3 removed the Theano backend'),
-     ("unknownBackendModel", 'unknown backend "mxnet"')],
-)
-def test_unsupported_backends_fail_at_evaluation(attr: str, message: str):
-    stderr = eval_error(HARNESS / "package-eval.nix", "--argstr", "nixpkgsLib", NIXPKGS_LIB,
-                        "-A", attr)
-    assert message in stderr
+def test_module_server_settings_reach_the_command_line():
+    r = eval_module({"threads": 3, "maxBodyBytes": 1000, "drainSeconds": 2.5, "connectionLimit": 50,
+                     "channelTimeout": 7, "minAccuracy": 0.97, "maxRegression": 0.005,
+                     "canary": "/srv/canary.npz"})
+    sc = r["service"]["serviceConfig"]
+    assert flag_values(sc["ExecStart"]) | {} == {
+        "--host": "127.0.0.1", "--port": "8080", "--backend": "tensorflow", "--threads": "3",
+        "--max-body-bytes": "1000", "--drain-seconds": "2.5", "--connection-limit": "50",
+        "--channel-timeout": "7", "--min-accuracy": "0.97", "--max-regression": "0.005",
+        "--canary": "/srv/canary.npz",
+    }
+    assert sc["TimeoutStopSec"] > 2.5
+    assert eval_module({"drainSeconds": 100})["service"]["serviceConfig"]["TimeoutStopSec"] > 100
 
 
-@needs_lib
-def test_best_model_reads_accuracy_files(tmp_path: Path):
-    for seed, acc in enumerate(["0.971\n", "0.9853\n", "0.9853\n", "0.962\n"]):
-        (tmp_path / f"seed-{seed}").mkdir()
-        (tmp_path / f"seed-{seed}" / "accuracy.txt").write_text(acc)
-    r = eval_json(HARNESS / "package-eval.nix", "--argstr", "nixpkgsLib", NIXPKGS_LIB,
-                  "--argstr", "models", str(tmp_path), "-A", "report")
-    assert r["bestModelSeed"] == 1  # tie between seeds 1 and 2: the lower seed
-    assert r["bestOfTwo"] == 2
-    (tmp_path / "seed-3" / "accuracy.txt").write_text("0.99\n")
-    r = eval_json(HARNESS / "package-eval.nix", "--argstr", "nixpkgsLib", NIXPKGS_LIB,
-                  "--argstr", "models", str(tmp_path), "-A", "report")
-    assert r["bestModelSeed"] == 3
+@pytest.mark.parametrize("settings, message", [
+    ({"minAccuracy": 1.5}, "between 0 and 1"), ({"maxRegression": -0.1}, "between 0 and 1"),
+    ({"drainSeconds": 0}, "positive"), ({"maxBodyBytes": 0}, "positive integer"),
+])
+def test_module_rejects_bad_server_settings(settings: dict, message: str):
+    assert message in eval_error(HARNESS / "module-eval.nix", *module_args(settings))
+
+
+def test_module_nginx_body_size_and_timeouts_follow_the_server():
+    r = eval_module({"nginx": {"enable": True, "virtualHost": "m"}, "maxBodyBytes": 123456})
+    vhost = r["nginx"]["virtualHosts"]["m"]
+    location = vhost["locations"]["/"]["extraConfig"]
+    assert "client_max_body_size 123456;" in location
+    for directive in ["proxy_connect_timeout", "proxy_send_timeout", "proxy_read_timeout"]:
+        assert directive in location, directive
+    assert "client_header_timeout" in vhost["extraConfig"]
+    assert "client_body_timeout" in vhost["extraConfig"]
+
+
+# --- the package option ---------------------------------------------------------
+
+
+def test_module_accepts_a_package_without_override():
+    # overridePythonAttrs' result has no .override: it is used as it is
+    r = eval_module({"backend": "jax"}, with_fakes='f: { services.cnn-mnist.package = f.withoutOverride "jax"; }')
+    assert r["failedAssertions"] == []
+    assert r["service"]["serviceConfig"]["ExecStart"].split()[0].endswith("-cnn-mnist-jax-custom/bin/cnn-mnist")
+    # a derivation that does not say which backend it carries is trusted
+    r = eval_module({"backend": "torch"}, with_fakes="f: { services.cnn-mnist.package = f.plain; }")
+    assert r["failedAssertions"] == []
+    assert r["service"]["serviceConfig"]["ExecStart"].split()[0].endswith("-my-cnn-mnist/bin/cnn-mnist")
+
+
+def test_module_package_for_another_backend_without_override_is_a_clear_error():
+    r = eval_module({"backend": "torch"},
+                    with_fakes='f: { services.cnn-mnist.package = f.withoutOverride "jax"; }')
+    [message] = r["failedAssertions"]
+    assert "carries the jax backend" in message and 'backend = "torch"' in message
+
+
+# --- models and labels: a versions directory ------------------------------------
+
+
+def run_versions_script(script: str, out: Path):
+    """Runs the versions directory's build script as the builder would, with $out set."""
+    return subprocess.run(["bash", "-euo", "pipefail", "-c", script], env={"out": str(out), "PATH": "/usr/bin:/bin"},
+                          capture_output=True, text=True, timeout=30)
+
+
+def test_module_models_and_labels_build_a_versions_directory(tmp_path: Path):
+    trained = tmp_path / "store" / "cnn-mnist-model"
+    trained.mkdir(parents=True)
+    (trained / "model.keras").write_text("k")
+    single = tmp_path / "store" / "candidate.keras"
+    single.write_text("k")
+    legacy = tmp_path / "store" / "old.h5"
+    legacy.write_text("h")
+    r = eval_module({"models": {"1": str(legacy), "2": str(trained), "3": str(single)},
+                     "labels": {"stable": "2", "canary": "3"}})
+    assert r["failedAssertions"] == []
+    source = r["etc"]["cnn-mnist/model"]["source"]
+    assert source.endswith("-cnn-mnist-versions")
+    svc = r["service"]
+    assert svc["environment"]["MODEL"] == "/etc/cnn-mnist/model"
+    assert svc["reloadTriggers"] == [source]  # a new version or label reloads
+
+    out = tmp_path / "versions"
+    proc = run_versions_script(r["versionsScript"], out)
+    assert proc.returncode == 0, proc.stderr
+    assert sorted(p.name for p in out.iterdir()) == ["1", "2", "3", "canary", "stable"]
+    assert os.readlink(out / "2") == str(trained)  # a trainer output directory, linked
+    assert os.readlink(out / "3" / "model.keras") == str(single)  # a single file, in a directory
+    assert os.readlink(out / "1" / "model.h5") == str(legacy)
+    assert os.readlink(out / "stable") == "2" and os.readlink(out / "canary") == "3"  # relative
+    assert (out / "stable" / "model.keras").read_text() == "k"
+
+
+def test_module_versions_script_refuses_a_model_of_another_type(tmp_path: Path):
+    odd = tmp_path / "model.onnx"
+    odd.write_text("x")
+    r = eval_module({"models": {"1": str(odd)}})
+    proc = run_versions_script(r["versionsScript"], tmp_path / "versions")
+    assert proc.returncode != 0
+    assert "neither a .keras nor a .h5 file" in proc.stderr
+
+
+def test_module_label_change_only_changes_the_link_and_the_reload_trigger():
+    models = {"1": "/srv/a.keras", "2": "/srv/b.keras"}
+    a = eval_module({"models": models, "labels": {"stable": "1"}})
+    b = eval_module({"models": models, "labels": {"stable": "2"}})
+    assert a["etc"] != b["etc"]
+    assert a["service"]["serviceConfig"] == b["service"]["serviceConfig"]  # no restart
+    assert a["service"]["reloadTriggers"] != b["service"]["reloadTriggers"]
+
+
+def test_module_one_model_shorthand_when_models_is_empty():
+    r = eval_module({"model": "/srv/models/a.keras"})
+    assert r["options"]["models"]["default"] == {} and r["options"]["labels"]["default"] == {}
+    assert r["etc"]["cnn-mnist/model"]["source"] == "/srv/models/a.keras"
+    assert r["versionsScript"] is None
+
+
+@pytest.mark.parametrize("settings, fragment", [
+    ({"models": {"1": "/srv/a.keras"}, "labels": {"stable": "2"}},
+     "stable -> 2 names a version that services.cnn-mnist.models does not have (it has: 1)"),
+    ({"models": {"v1": "/srv/a.keras", "0": "/srv/b.keras"}}, 'must be positive integers ("1", "2", …), not "0", "v1"'),
+    ({"models": {"1": "/srv/a.keras"}, "labels": {"7": "1"}}, 'taken for a version): "7"'),
+    ({"models": {"1": "/srv/a.keras"}, "labels": {"../x": "1"}}, '"../x"'),
+])
+def test_module_rejects_bad_versions_and_labels(settings: dict, fragment: str):
+    messages = eval_module(settings)["failedAssertions"]
+    assert len(messages) == 1 and fragment in messages[0], messages

@@ -1,13 +1,15 @@
 # Cases for ../../nix/best-model.nix, pure (builtins only):
 #   nix-instantiate --eval --strict --json tests/nix/best-model.nix
 let
-  best = import ../../nix/best-model.nix;
+  selectBest = import ../../nix/best-model.nix;
+  best = selectBest { };
   seeds = accuracies: builtins.genList (seed: {
     inherit seed;
     model = "/nix/store/model-seed-${toString seed}";
     accuracy = builtins.elemAt accuracies seed;
   }) (builtins.length accuracies);
   pick = accuracies: (best (seeds accuracies)).seed;
+  pickAbove = minAccuracy: accuracies: (selectBest { inherit minAccuracy; } (seeds accuracies)).seed;
   # whether evaluating `value` fails (the error itself is checked by test_nix.py)
   fails = value: !(builtins.tryEval (builtins.deepSeq value value)).success;
 in
@@ -25,4 +27,11 @@ in
   garbageFails = fails (best (seeds [ "0.9" "NaN" ]));
   emptyStringFails = fails (best (seeds [ "" ]));
   missingAccuracyFails = fails (best [ { seed = 0; } ]);
+
+  # with a floor
+  floorKeepsBest = pickAbove 0.98 [ "0.985" "0.991" "0.97" ];
+  floorIsInclusive = pickAbove 0.98 [ "0.97" "0.98" ];
+  noneAboveFloorFails = fails (pickAbove 0.99 [ "0.97" "0.985" ]);
+  # a malformed accuracy is an error even below the floor
+  garbageBelowFloorFails = fails (pickAbove 0.98 [ "0.99" "n/a" ]);
 }

@@ -12,6 +12,16 @@
   settings ? { },
   # further NixOS configuration of the scenario (e.g. services.nginx)
   extraConfig ? { },
+  # configuration that needs the fake packages: fakes: { … }
+  withFakes ? (fakes: { }),
+  # the NixOS modules to evaluate (the flake passes nixosModules.default)
+  modules ? [ ../../module.nix ],
+  # pkgs as nixpkgs would pass it; the default carries the project's overlay
+  pkgs ? null,
+  # whether the scenario enables services.cnn-mnist (null: leave it to `modules`)
+  enable ? true,
+  # NixOps' `nodes` module argument: the other machines' configurations
+  nodes ? { },
 }:
 
 let
@@ -33,19 +43,38 @@ let
     outputName = "out";
     meta = { };
   } // extra;
+  # like a buildPythonApplication result: passthru is merged into the derivation
   fakePackage =
     backend:
     fakeDrv "cnn-mnist-${backend}" {
       version = "0.1.0";
       meta.mainProgram = "cnn-mnist";
+      inherit backend;
       passthru = { inherit backend; };
       override = args: fakePackage (args.backend or backend);
     };
+  fakes = {
+    inherit fakeDrv fakePackage;
+    # what overridePythonAttrs returns: no `.override`
+    withoutOverride =
+      backend: builtins.removeAttrs (fakePackage backend) [ "override" ] // { name = "cnn-mnist-${backend}-custom"; outPath = "${store}-cnn-mnist-${backend}-custom"; };
+    # a derivation that says nothing about its backend
+    plain = fakeDrv "my-cnn-mnist" { meta.mainProgram = "cnn-mnist"; };
+  };
 
-  pkgs = {
+  fakePkgs = {
+    inherit lib;
     coreutils = fakeDrv "coreutils" { };
     cnn-mnist = fakePackage "default";
     cnn-mnist-model = fakeDrv "cnn-mnist-model" { };
+    # the script is kept, so that the tests can run it; like a real
+    # derivation, its output path changes with the script
+    runCommandLocal =
+      name: env: script:
+      fakeDrv name {
+        inherit script;
+        outPath = "/nix/store/${builtins.substring 0 32 (builtins.hashString "sha256" script)}-${name}";
+      };
   };
 
   # The NixOS options module.nix defines values for, as free-form stubs.
@@ -63,7 +92,17 @@ let
         type = types.attrsOf freeform;
         default = { };
       };
+      environment.systemPackages = mkOption {
+        type = types.listOf types.unspecified;
+        default = [ ];
+      };
+      # the VM tests' virtualisation.*
+      virtualisation = freeformOption;
       services.nginx = freeformOption;
+      services.openssh = freeformOption;
+      system = freeformOption;
+      # NixOps' deployment.* (nixops and its VirtualBox plugin)
+      deployment = freeformOption;
       users = freeformOption;
       networking = mkOption {
         type = types.submodule {
@@ -80,12 +119,13 @@ let
   };
 
   eval = lib.evalModules {
-    modules = [
+    modules = modules ++ [
       stubs
-      ../../module.nix
-      { _module.args.pkgs = pkgs; }
-      { services.cnn-mnist = { enable = true; } // settings; }
+      { _module.args.pkgs = if pkgs == null then fakePkgs else pkgs; }
+      { _module.args.nodes = nodes; }
+      { services.cnn-mnist = lib.optionalAttrs (enable != null) { inherit enable; } // settings; }
       extraConfig
+      (withFakes fakes)
     ];
   };
 
@@ -116,6 +156,19 @@ in
       default = toString opts.model.default;
     };
     threads = describe opts.threads;
+    models = describe opts.models;
+    labels = describe opts.labels;
+    canary = describe opts.canary;
+  }
+  // lib.genAttrs [
+    "maxBodyBytes"
+    "drainSeconds"
+    "connectionLimit"
+    "channelTimeout"
+    "minAccuracy"
+    "maxRegression"
+  ] (name: describe opts.${name})
+  // {
     openFirewall = describe opts.openFirewall;
     nginxEnable = describe opts.nginx.enable;
     nginxVirtualHost = describe opts.nginx.virtualHost;
@@ -126,6 +179,9 @@ in
 
   service = config.systemd.services.cnn-mnist or null;
   etc = builtins.mapAttrs (_: e: { source = toString e.source; }) config.environment.etc;
+  # the versions directory's build script, when `models` is set
+  versionsScript = config.environment.etc."cnn-mnist/model".source.script or null;
   nginx = config.services.nginx;
   firewall = config.networking.firewall;
+  extraHosts = config.networking.extraHosts or null;
 }

@@ -16,24 +16,45 @@ let
   root = /. + nixpkgsLib;
   lib = if builtins.pathExists (root + "/lib/default.nix") then import (root + "/lib") else import root;
 
-  fakeDrv = name: { type = "derivation"; inherit name; outPath = "/nix/store/0000-${name}"; };
+  fakeDrv = name: { type = "derivation"; inherit name; pname = name; outPath = "/nix/store/0000-${name}"; };
+  fakeDrvs = names: map fakeDrv names;
+
+  # nixpkgs' keras: its dependencies as pkgs/development/python-modules/keras/default.nix lists them
+  fakeKeras =
+    attrs:
+    fakeDrv "keras" // attrs // {
+      overridePythonAttrs = f: fakeKeras (attrs // f attrs);
+    };
+  keras = fakeKeras {
+    dependencies = fakeDrvs [ "absl-py" "h5py" "ml-dtypes" "namex" "numpy" "onnxruntime" "optree" "orbax-checkpoint" "packaging" "rich" "scikit-learn" "tensorflow" "tf2onnx" ];
+    doCheck = true;
+    nativeCheckInputs = fakeDrvs [ "jax" "torch" "tf-keras" ];
+    pythonImportsCheck = [ "keras" "keras._tf_keras" ];
+  };
 
   python3Packages =
     builtins.listToAttrs (
       map (name: {
         inherit name;
         value = fakeDrv name;
-      }) [ "setuptools" "keras" "numpy" "h5py" "pillow" "matplotlib" "flask" "waitress" "prometheus-client" "tensorflow-bin" "jax" "jaxlib" "torch" "pytestCheckHook" ]
+      }) [ "setuptools" "numpy" "h5py" "pillow" "matplotlib" "flask" "waitress" "prometheus-client" "tensorflow-bin" "jax" "jaxlib" "torch" "pytestCheckHook" ]
     )
     // {
+      inherit keras;
       buildPythonApplication = args: args // { builder = "buildPythonApplication"; };
     };
 
   package = args: import ../../package.nix ({ inherit lib python3Packages; } // args);
   names = map (d: d.name);
+  kerasOf = p: builtins.head (builtins.filter (d: d.name == "keras") p.dependencies);
   summary = p: {
     inherit (p) pname version pyproject makeWrapperArgs disabledTestPaths disabledTestMarks;
+    src = toString p.src;
     dependencies = names p.dependencies;
+    # the Python closure one level into keras: what the package carries at run time
+    closure = names p.dependencies ++ names (kerasOf p).dependencies;
+    keras = { inherit (kerasOf p) doCheck pythonImportsCheck; env = (kerasOf p).env or { }; };
+    kerasDependencies = names (kerasOf p).dependencies;
     inherit (p.meta) mainProgram platforms;
     inherit (p.passthru) backend;
   };
@@ -55,8 +76,11 @@ let
       }
       // args
     );
+  # model.nix as callPackage would give it: with `.override`
+  overridableModel = args: model args // { override = more: overridableModel (args // more); };
   modelSummary = m: {
-    inherit (m) pname version buildPhase;
+    inherit (m) pname version buildPhase installCheckPhase;
+    inherit (m.passthru) minAccuracy;
     nativeBuildInputs = names m.nativeBuildInputs;
     dataset = m.passthru.dataset.url or (toString m.passthru.dataset);
     datasetHash = m.passthru.dataset.sha256 or null;
@@ -100,6 +124,14 @@ in
     dataset = "/data/mnist-small.npz";
   });
   theanoModelEvaluates = evaluates (model { backend = "theano"; }).pname;
+  badFloorEvaluates = evaluates (model { minAccuracy = 1.5; }).pname;
+  quickModelFloor = (import ../../nix/packages.nix {
+    pkgs = {
+      inherit lib;
+      cnn-mnist-model = overridableModel { };
+      cnn-mnist = fakePackage "default";
+    };
+  }).models.quick.passthru.minAccuracy;
   zeroEpochsEvaluates = evaluates (model { epochs = 0; }).pname;
   }
   // lib.optionalAttrs (models != null) {

@@ -1,0 +1,69 @@
+"""Source hygiene: the package's `src` (nix/source.nix) holds the project's files only, so stray files in
+a checkout (__pycache__, editor back-ups) leave its store path, and every model built from it, unchanged.
+Store paths are computed by Nix 2.8 itself, against a local store under a temporary directory."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+
+from nixeval import HARNESS, ROOT, nixpkgs_lib, eval_json, run_nix
+
+COPIED = ["pyproject.toml", "README.md", "cnn_mnist", "tests", "data/mnist-small.npz", "nix/source.nix"]
+
+
+@pytest.fixture
+def checkout(tmp_path: Path) -> Path:
+    """A copy of the project's source files, to litter."""
+    root = tmp_path / "checkout"
+    for name in COPIED:
+        source, target = ROOT / name, root / name
+        target.parent.mkdir(parents=True, exist_ok=True)
+        if source.is_dir():
+            shutil.copytree(source, target, ignore=shutil.ignore_patterns("__pycache__", ".*"))
+        else:
+            shutil.copy2(source, target)
+    return root
+
+
+def source_path(root: Path, store: Path) -> str:
+    proc = run_nix("--store", f"local?root={store}", "--eval", "-E",
+                   f"import {root}/nix/source.nix {{ root = {root}; }}")
+    assert proc.returncode == 0, proc.stderr
+    return proc.stdout.strip().strip('"')
+
+
+def test_stray_files_do_not_change_the_source_path(checkout: Path, tmp_path: Path):
+    store = tmp_path / "store"
+    clean = source_path(checkout, store)
+    assert clean.startswith("/nix/store/") and clean.endswith("-source")
+
+    (checkout / "cnn_mnist" / "__pycache__").mkdir()
+    (checkout / "cnn_mnist" / "__pycache__" / "x.pyc").write_bytes(b"\x00compiled")
+    (checkout / "cnn_mnist" / "static" / "__pycache__").mkdir()
+    (checkout / "cnn_mnist" / "app.py~").write_text("backup")
+    (checkout / "cnn_mnist" / ".app.py.swp").write_text("swap")
+    (checkout / "cnn_mnist" / "notes.txt").write_text("scratch")
+    (checkout / "tests" / "__pycache__").mkdir()
+    (checkout / "tests" / "__pycache__" / "conftest.cpython-311.pyc").write_bytes(b"\x00")
+    (checkout / "out").mkdir()
+    (checkout / "out" / "model.keras").write_text("a trained model lying around")
+    assert source_path(checkout, store) == clean
+
+
+def test_a_change_to_a_source_file_changes_the_source_path(checkout: Path, tmp_path: Path):
+    store = tmp_path / "store"
+    clean = source_path(checkout, store)
+    (checkout / "cnn_mnist" / "app.py").write_text((checkout / "cnn_mnist" / "app.py").read_text() + "\n# changed\n")
+    assert source_path(checkout, store) != clean
+    (checkout / "cnn_mnist" / "canary.npz").write_bytes(b"PK")  # data the package ships is a source
+    assert source_path(checkout, store) != clean
+
+
+def test_the_package_builds_from_that_source():
+    r = eval_json(HARNESS / "package-eval.nix", "--argstr", "nixpkgsLib", nixpkgs_lib(), "-A", "report")
+    expected = run_nix("--eval", "-E", f"import {ROOT}/nix/source.nix {{ root = {ROOT}; }}")
+    assert expected.returncode == 0, expected.stderr
+    assert r["defaultPackage"]["src"] == expected.stdout.strip().strip('"')
