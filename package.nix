@@ -40,6 +40,7 @@ python3Packages.buildPythonApplication rec {
       flask
       waitress
       prometheus-client
+      orjson
     ]
     ++ backendLibraries.${backend};
 

@@ -21,7 +21,7 @@ def report(*args: str):
 def test_package_dependencies_follow_backend():
     r = report()
     common = {"keras", "numpy", "h5py", "pillow", "matplotlib", "flask", "waitress",
-              "prometheus-client"}
+              "prometheus-client", "orjson"}
     expected = {"tensorflow": {"tensorflow-bin"}, "jax": {"jax", "jaxlib"}, "torch": {"torch"}}
     for backend, extra in expected.items():
         p = r["packages"][backend]

@@ -37,7 +37,7 @@ let
       map (name: {
         inherit name;
         value = fakeDrv name;
-      }) [ "setuptools" "numpy" "h5py" "pillow" "matplotlib" "flask" "waitress" "prometheus-client" "tensorflow-bin" "jax" "jaxlib" "torch" "pytestCheckHook" ]
+      }) [ "setuptools" "numpy" "h5py" "pillow" "matplotlib" "flask" "waitress" "prometheus-client" "orjson" "tensorflow-bin" "jax" "jaxlib" "torch" "pytestCheckHook" ]
     )
     // {
       inherit keras;
