@@ -3,7 +3,6 @@
 `create_app` is a Flask app factory; `cnn_mnist.serve` runs it under waitress.
 """
 
-import concurrent.futures
 import logging
 import re
 import time
@@ -66,7 +65,7 @@ def create_app(config=None) -> Flask:
 def _classify(batcher, images: np.ndarray):
     try:
         return batcher.predict(images)
-    except concurrent.futures.TimeoutError:
+    except TimeoutError:
         raise InputError("the model is overloaded; try again", 503) from None
 
 
