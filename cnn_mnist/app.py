@@ -18,6 +18,7 @@ from . import openapi
 from .batching import MicroBatcher
 from .defaults import SERVER
 from .inputs import InputError, decode_base64_image, decode_image, pixel_array, tf_serving_input
+from .jsonio import FastJSONProvider
 from .metrics import Metrics
 from .model_store import ModelStore
 from .preprocessing import to_model_input
@@ -44,7 +45,7 @@ def create_app(config=None) -> Flask:
     app.config.from_mapping(DEFAULTS)
     app.config.from_mapping(config or {})
     app.config["MAX_CONTENT_LENGTH"] = app.config["MAX_BODY_BYTES"]
-    app.json.sort_keys = False
+    app.json = FastJSONProvider(app)
 
     metrics = Metrics()
     store = ModelStore(app.config["MODEL"], app.config["MAX_BATCH_SIZE"], on_swap=metrics.record_swap)
