@@ -119,6 +119,7 @@ def bench_server(name, argv, args, bodies, generator, log_dir):
         sampler.take()
         cpu, load_cpu, wall = cpu_seconds(process.pid), generator.cpu_seconds(), time.monotonic()
         latencies, errors, seconds = generator.run(port, bodies, clients, args.warmup, args.seconds, args.timeout)
+        anon_first, anon_last = sampler.anon_between(wall + args.warmup + 0.3, time.monotonic())
         wall = time.monotonic() - wall  # the CPU shares include the warm-up
         cpu, load_cpu = cpu_seconds(process.pid) - cpu, generator.cpu_seconds() - load_cpu
         latencies.sort()
@@ -128,6 +129,7 @@ def bench_server(name, argv, args, bodies, generator, log_dir):
                  "p99_ms": 1000 * (percentile(latencies, 99) or float("nan")),
                  "requests": len(latencies), "errors": len(errors), "error_samples": sorted(set(errors))[:3],
                  "peak_rss_mb": sampler.take(), "server_cpu_percent": 100 * cpu / wall,
+                 "anon_mb_first_last": (anon_first, anon_last),
                  "load_generator_cpu_percent": 100 * load_cpu / wall}
         result["levels"].append(level)
         print(f"  {clients:>3} clients: {level['predictions_per_s']:8.1f} predictions/s, p50 {level['p50_ms']:.1f} ms, "
@@ -139,15 +141,19 @@ def bench_server(name, argv, args, bodies, generator, log_dir):
     return result
 
 
+def _growth(first, last):
+    return "–" if first is None else f"{first:.0f} → {last:.0f} ({(last - first) / first:+.1%})"
+
+
 def report(results, labels):
     lines = ["| server | clients | requests/s | predictions/s | p50 ms | p99 ms | errors | peak RSS MB (anon) "
-             "| server CPU % |", "|---|--:|--:|--:|--:|--:|--:|--:|--:|"]
+             "| anon MB first → last | server CPU % |", "|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|"]
     for r in results:
         for lv in r["levels"]:
             rss = lv["peak_rss_mb"]
             lines.append(f"| {r['server']} | {lv['clients']} | {lv['requests_per_s']:.1f} | {lv['predictions_per_s']:.1f} "
                          f"| {lv['p50_ms']:.1f} | {lv['p99_ms']:.1f} | {lv['errors']} | {rss['VmRSS']:.0f} "
-                         f"({rss['RssAnon']:.0f}) | {lv['server_cpu_percent']:.0f} |")
+                         f"({rss['RssAnon']:.0f}) | {_growth(*lv['anon_mb_first_last'])} | {lv['server_cpu_percent']:.0f} |")
     lines.append("")
     by_name = {r["server"].split()[0]: r for r in results}
     ours = by_name.get("cnn-mnist")
