@@ -109,11 +109,20 @@ def memory(pid):
 
 
 class RssSampler(threading.Thread):
-    """Samples the server's memory every 20 ms; `take()` gives the peak since the last take and resets it."""
+    """Samples the server's memory every 20 ms; `take()` gives the peak since the last take and resets it.
+
+    `timeline` keeps (monotonic time, RssAnon MB) once a second, to see whether memory grows under load.
+    """
 
     def __init__(self, pid):
         super().__init__(daemon=True)
         self.pid, self.lock, self.peak, self.overall, self.stopped = pid, threading.Lock(), None, None, False
+        self.timeline = []
+
+    def anon_between(self, start, end):
+        """RssAnon (MB) sampled in [start, end]: (the first, the last)."""
+        inside = [anon for t, anon in self.timeline if start <= t <= end]
+        return (inside[0], inside[-1]) if inside else (None, None)
 
     def run(self):
         while not self.stopped:
@@ -123,6 +132,9 @@ class RssSampler(threading.Thread):
                 return
             if "VmRSS" not in sample:  # a zombie: the server has exited
                 return
+            now = time.monotonic()
+            if not self.timeline or now - self.timeline[-1][0] >= 1:
+                self.timeline.append((now, sample["RssAnon"]))
             with self.lock:
                 self.peak = max(self.peak or sample, sample, key=lambda s: s["VmRSS"])
                 self.overall = max(self.overall or sample, sample, key=lambda s: s["VmRSS"])

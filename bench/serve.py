@@ -1,6 +1,11 @@
-"""Serving benchmark: cnn-mnist against a naive seed-style server, on loopback, in the same run.
+"""Serving benchmark: cnn-mnist against its HTTP stack's ceiling and a naive server, on loopback, in one run.
 
     .venv/bin/python bench/serve.py [--model out/] [--seconds 10] [--concurrency 1,4,16,64] [--batch 1]
+
+The reference rows: a bare Flask + waitress endpoint (`bench/bare_server.py`: the same body parsed, a
+constant answer of the same shape, the same waitress settings), whose throughput is the ceiling, and a
+naive seed-style server (`bench/naive_server.py`). The headline is cnn-mnist's share of the bare
+endpoint's throughput at 16 clients.
 
 Each server runs as a subprocess on a free 127.0.0.1 port. "Ready" is the time from starting the
 process to the first 200 from /readyz. Then, for every concurrency level, a closed-loop load generator
@@ -114,6 +119,7 @@ def bench_server(name, argv, args, bodies, generator, log_dir):
         sampler.take()
         cpu, load_cpu, wall = cpu_seconds(process.pid), generator.cpu_seconds(), time.monotonic()
         latencies, errors, seconds = generator.run(port, bodies, clients, args.warmup, args.seconds, args.timeout)
+        anon_first, anon_last = sampler.anon_between(wall + args.warmup + 0.3, time.monotonic())
         wall = time.monotonic() - wall  # the CPU shares include the warm-up
         cpu, load_cpu = cpu_seconds(process.pid) - cpu, generator.cpu_seconds() - load_cpu
         latencies.sort()
@@ -123,6 +129,7 @@ def bench_server(name, argv, args, bodies, generator, log_dir):
                  "p99_ms": 1000 * (percentile(latencies, 99) or float("nan")),
                  "requests": len(latencies), "errors": len(errors), "error_samples": sorted(set(errors))[:3],
                  "peak_rss_mb": sampler.take(), "server_cpu_percent": 100 * cpu / wall,
+                 "anon_mb_first_last": (anon_first, anon_last),
                  "load_generator_cpu_percent": 100 * load_cpu / wall}
         result["levels"].append(level)
         print(f"  {clients:>3} clients: {level['predictions_per_s']:8.1f} predictions/s, p50 {level['p50_ms']:.1f} ms, "
@@ -134,31 +141,40 @@ def bench_server(name, argv, args, bodies, generator, log_dir):
     return result
 
 
+def _growth(first, last):
+    return "–" if first is None else f"{first:.0f} → {last:.0f} ({(last - first) / first:+.1%})"
+
+
 def report(results, labels):
     lines = ["| server | clients | requests/s | predictions/s | p50 ms | p99 ms | errors | peak RSS MB (anon) "
-             "| server CPU % |", "|---|--:|--:|--:|--:|--:|--:|--:|--:|"]
+             "| anon MB first → last | server CPU % |", "|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|"]
     for r in results:
         for lv in r["levels"]:
             rss = lv["peak_rss_mb"]
             lines.append(f"| {r['server']} | {lv['clients']} | {lv['requests_per_s']:.1f} | {lv['predictions_per_s']:.1f} "
                          f"| {lv['p50_ms']:.1f} | {lv['p99_ms']:.1f} | {lv['errors']} | {rss['VmRSS']:.0f} "
-                         f"({rss['RssAnon']:.0f}) | {lv['server_cpu_percent']:.0f} |")
+                         f"({rss['RssAnon']:.0f}) | {_growth(*lv['anon_mb_first_last'])} | {lv['server_cpu_percent']:.0f} |")
     lines.append("")
-    at16 = [next((lv for lv in r["levels"] if lv["clients"] == 16), None) for r in results]
-    if len(results) == 2 and all(at16):
-        speedup = at16[0]["predictions_per_s"] / max(at16[1]["predictions_per_s"], 1e-9)
-        lines.append(f"speed-up cnn-mnist/naive at 16 clients: {speedup:.0f}x")
+    by_name = {r["server"].split()[0]: r for r in results}
+    ours = by_name.get("cnn-mnist")
+    for reference, label in (("bare", "share of the bare endpoint"), ("naive", "speed-up over the naive server")):
+        if ours and reference in by_name:
+            for lv, ref in zip(ours["levels"], by_name[reference]["levels"]):
+                ratio = lv["requests_per_s"] / max(ref["requests_per_s"], 1e-9)
+                lines.append(f"{label} at {lv['clients']} clients: "
+                             + (f"{ratio:.0%}" if reference == "bare" else f"{ratio:.0f}x"))
     lines.append("ready (process start to first 200 from /readyz): "
                  + ", ".join(f"{r['server']} {r['ready_s']:.2f} s" for r in results))
     for r in results:
         peak, digits = r["peak_rss_mb"], r["digits"]
         accuracy = sum(d == int(y) for d, y in zip(digits, labels)) / len(digits)
+        checked = "" if r is by_name.get("bare") else f"; {accuracy:.0%} of the {len(digits)} checked digits right"
         lines.append(f"peak RSS {r['server']}: {peak['VmRSS']:.0f} MB = {peak['RssAnon']:.0f} MB anon + "
-                     f"{peak['RssFile']:.0f} MB file-backed + {peak['RssShmem']:.0f} MB shmem; "
-                     f"{accuracy:.0%} of the {len(digits)} checked digits right")
-    if len(results) == 2:
-        same = sum(a == b for a, b in zip(results[0]["digits"], results[1]["digits"]))
-        lines.append(f"the two servers answered the same digit for {same}/{len(results[1]['digits'])} checked images")
+                     f"{peak['RssFile']:.0f} MB file-backed + {peak['RssShmem']:.0f} MB shmem{checked}")
+    if ours and "naive" in by_name:
+        same = sum(a == b for a, b in zip(ours["digits"], by_name["naive"]["digits"]))
+        lines.append(f"cnn-mnist and the naive server answered the same digit for {same}/{len(ours['digits'])} "
+                     "checked images")
     return "\n".join(lines)
 
 
@@ -171,7 +187,9 @@ def parse_args(argv=None):
     add("--warmup", type=float, default=2.0, help="unmeasured warm-up seconds per level (default 2)")
     add("--concurrency", default="1,4,16,64", help="client counts (default 1,4,16,64)")
     add("--batch", type=int, default=1, help="images per request (default 1); predictions = requests x batch")
-    add("--skip-naive", action="store_true", help="benchmark cnn-mnist only")
+    add("--skip-naive", action="store_true", help="leave out the naive server")
+    add("--skip-bare", action="store_true", help="leave out the bare Flask + waitress endpoint")
+    add("--threads", type=int, help="waitress threads for cnn-mnist and the bare endpoint (default: cnn-mnist's)")
     add("--json", metavar="OUT", help="write the results here")
     add("--processes", type=int, default=2, help="load-generator processes (default 2)")
     add("--timeout", type=float, default=30.0, help="client socket timeout in seconds (default 30)")
@@ -214,9 +232,13 @@ def main(argv=None) -> int:
             bodies = [json.dumps({"pixels": (g[0] if args.batch == 1 else g).tolist()}).encode() for g in groups]
             print(f"bench: {os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.2f}; {args.seconds:g} s a level "
                   f"after {args.warmup:g} s warm-up; {args.batch} image(s) a request", flush=True)
+            threads = ["--threads", str(args.threads)] if args.threads else []
             servers = [(f"cnn-mnist ({args.backend or 'default backend'})",
-                        [sys.executable, "-m", "cnn_mnist.serve", "--model", model]
+                        [sys.executable, "-m", "cnn_mnist.serve", "--model", model, *threads]
                         + (["--backend", args.backend] if args.backend else []) + shlex.split(args.server_args))]
+            if not args.skip_bare:
+                servers.insert(0, ("bare Flask + waitress (parses the body, answers a constant)",
+                                   [sys.executable, os.path.join(ROOT, "bench", "bare_server.py"), *threads]))
             if not args.skip_naive:
                 servers.append(("naive (Flask + model.predict)", [sys.executable, os.path.join(ROOT, "bench",
                                 "naive_server.py"), "--model", model, "--backend", "tensorflow"]))

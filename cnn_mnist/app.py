@@ -3,7 +3,6 @@
 `create_app` is a Flask app factory; `cnn_mnist.serve` runs it under waitress.
 """
 
-import concurrent.futures
 import logging
 import re
 import time
@@ -19,6 +18,7 @@ from . import openapi
 from .batching import MicroBatcher
 from .defaults import SERVER
 from .inputs import InputError, decode_base64_image, decode_image, pixel_array, tf_serving_input
+from .jsonio import FastJSONProvider
 from .metrics import Metrics
 from .model_store import ModelStore
 from .preprocessing import to_model_input
@@ -45,7 +45,7 @@ def create_app(config=None) -> Flask:
     app.config.from_mapping(DEFAULTS)
     app.config.from_mapping(config or {})
     app.config["MAX_CONTENT_LENGTH"] = app.config["MAX_BODY_BYTES"]
-    app.json.sort_keys = False
+    app.json = FastJSONProvider(app)
 
     metrics = Metrics()
     store = ModelStore(app.config["MODEL"], app.config["MAX_BATCH_SIZE"], on_swap=metrics.record_swap)
@@ -66,7 +66,7 @@ def create_app(config=None) -> Flask:
 def _classify(batcher, images: np.ndarray):
     try:
         return batcher.predict(images)
-    except concurrent.futures.TimeoutError:
+    except TimeoutError:
         raise InputError("the model is overloaded; try again", 503) from None
 
 

@@ -1,67 +1,116 @@
-"""Micro-batching: concurrent requests wait a few milliseconds and share one forward pass.
+"""Micro-batching: concurrent requests share one forward pass, with no thread of its own.
 
-A forward pass over 32 images costs little more than over one, so under load the server answers
-far more requests per second than it could one image at a time.
+A request that finds no forward pass running runs one itself (it *leads*), on every request queued
+by then; requests that arrive meanwhile queue up and go together in the next pass, which the first of
+them leads. So under load batches grow with the load, while a lone request waits for nobody and is
+never handed to another thread: each request's thread is woken at most once, with its answer or with
+the lead. A forward pass over 16 images costs little more than over one, so this is what lets one
+process answer far more requests per second than it could one image at a time.
 """
 
-import queue
 import threading
 import time
-from concurrent.futures import Future
+from collections import deque
 
 import numpy as np
 
 
-class MicroBatcher:
-    """Collects submitted batches for up to `max_delay` seconds (or `max_batch_size` images) and runs them together.
+class _Request:
+    __slots__ = ("images", "woken", "leads", "result", "error")
 
-    `get_predictor` is called once per batch, so a model swapped in between batches serves the next one
-    while the batch already running finishes on the model it started with.
+    def __init__(self, images):
+        self.images, self.woken, self.leads, self.result, self.error = images, threading.Event(), False, None, None
+
+
+class MicroBatcher:
+    """Runs the forward passes of concurrent `predict` calls together, at most `max_batch_size` images a pass.
+
+    `get_predictor` is called once per pass, so a model swapped in between passes serves the next one
+    while the pass already running finishes on the model it started with. `max_delay` (seconds) lets a
+    leader whose batch is not full wait that long after its own arrival for more requests; 0 never waits.
     """
 
-    def __init__(self, get_predictor, max_batch_size=64, max_delay=0.002, on_batch=None):
+    def __init__(self, get_predictor, max_batch_size=64, max_delay=0.0, on_batch=None):
         self.get_predictor, self.max_batch_size, self.max_delay = get_predictor, max_batch_size, max_delay
         self.on_batch = on_batch or (lambda size: None)
-        self._queue = queue.SimpleQueue()
-        self._worker = threading.Thread(target=self._run, name="micro-batcher", daemon=True)
-        self._worker.start()
-
-    def submit(self, images: np.ndarray) -> Future:
-        """Queue (N, 28, 28, 1) float32 images; the future gives (probabilities (N, 10), ModelInfo)."""
-        future = Future()
-        self._queue.put((images, future, time.monotonic()))
-        return future
+        self._lock = threading.Condition()  # guards _queue and _running; notified when a request queues
+        self._queue = deque()
+        self._running = False  # a leader is between taking a batch and handing the lead on
 
     def predict(self, images: np.ndarray, timeout: float = 30.0):
-        return self.submit(images).result(timeout)
+        """(N, 28, 28, 1) float32 images → (probabilities (N, 10), the ModelInfo of the model that answered).
 
-    def _run(self):
-        while True:
-            pending = [self._queue.get()]
-            count = len(pending[0][0])
-            # The wait counts from the first request's arrival: requests that queued up while the last
-            # forward pass ran have waited enough and go at once.
-            deadline = pending[0][2] + self.max_delay
-            while count < self.max_batch_size:
-                remaining = deadline - time.monotonic()
-                try:
-                    item = self._queue.get(timeout=remaining) if remaining > 0 else self._queue.get_nowait()
-                except queue.Empty:
-                    break
-                pending.append(item)
-                count += len(item[0])
-            self._execute(pending)
+        Raises TimeoutError when no answer came within `timeout` seconds, and whatever the forward pass raised.
+        """
+        request, arrived = _Request(images), time.monotonic()
+        with self._lock:
+            self._queue.append(request)
+            leads = request.leads = not self._running
+            self._running = True
+            self._lock.notify()  # a leader waiting out max_delay may take this one too
+        if not leads:
+            self._wait(request, timeout)
+        if request.leads:
+            self._lead(arrived)
+        if request.error is not None:
+            raise request.error
+        return request.result
 
-    def _execute(self, pending):
+    def _wait(self, request, timeout):
+        if request.woken.wait(timeout):
+            return
+        with self._lock:
+            if request.woken.is_set():  # answered, or handed the lead, just as the time ran out
+                return
+            if request in self._queue:
+                self._queue.remove(request)
+        raise TimeoutError(f"no forward pass answered within {timeout:g} s")
+
+    def _lead(self, arrived):
+        """Run one pass on the head of the queue (our own request first), then hand the lead on."""
+        try:
+            with self._lock:
+                self._wait_for_more(arrived)
+                batch = self._take()
+            self._execute(batch)
+        finally:
+            with self._lock:
+                if self._queue:
+                    successor = self._queue[0]
+                    successor.leads = True
+                    successor.woken.set()
+                else:
+                    self._running = False
+
+    def _wait_for_more(self, arrived):
+        deadline = arrived + self.max_delay
+        while sum(len(r.images) for r in self._queue) < self.max_batch_size:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0 or not self._lock.wait(remaining):
+                return
+
+    def _take(self):
+        batch = [self._queue.popleft()]
+        count = len(batch[0].images)
+        while self._queue and count + len(self._queue[0].images) <= self.max_batch_size:
+            batch.append(self._queue.popleft())
+            count += len(batch[-1].images)
+        return batch
+
+    def _execute(self, batch):
         predictor = self.get_predictor()
         try:
-            probabilities = predictor.predict(np.concatenate([images for images, _, _ in pending]))
-        except Exception as error:  # hand the failure to every waiting request rather than lose the worker
-            for _, future, _ in pending:
-                future.set_exception(error)
+            images = batch[0].images if len(batch) == 1 else np.concatenate([r.images for r in batch])
+            probabilities = predictor.predict(images)
+        except Exception as error:  # every request of the pass gets the failure; the batcher goes on
+            for request in batch:
+                request.error = error
+                request.woken.set()
             return
         self.on_batch(len(probabilities))
         start = 0
-        for images, future, _ in pending:
-            future.set_result((probabilities[start : start + len(images)], predictor.info))
-            start += len(images)
+        for request in batch:
+            request.result = (probabilities[start : start + len(request.images)], predictor.info)
+            start += len(request.images)
+            if not request.leads:
+                request.woken.set()
