@@ -65,7 +65,7 @@ def test_failure_creates_nothing(tmp_path):
 def test_check_writable_parent(tmp_path):
     (tmp_path / "file").write_text("")
     artifact.check_writable_parent(str(tmp_path / "new" / "deeper" / "out"))  # parents made later: fine
-    with pytest.raises(PermissionError, match="is not writable"):
+    with pytest.raises(PermissionError, match="is not a directory"):
         artifact.check_writable_parent(str(tmp_path / "file" / "out"))
     with pytest.raises(PermissionError, match="it is a file"):
         artifact.check_writable_parent(str(tmp_path / "file"))
