@@ -150,9 +150,8 @@ def check_writable_parent(path: str) -> None:
     try:
         os.rmdir(tempfile.mkdtemp(prefix=f".{os.path.basename(absolute)}.probe.", dir=probe))
     except OSError as error:
-        raise PermissionError(
-            f"cannot write the output directory {path}: cannot create a directory in {probe} ({error.strerror or error})"
-        ) from None
+        reason = f"cannot create a directory in {probe} ({error.strerror or error})"
+        raise PermissionError(f"cannot write the output directory {path}: {reason}") from None
 
 
 def normalize_keras_zip(path: str) -> None:

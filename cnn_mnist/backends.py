@@ -38,7 +38,7 @@ def check_backend(name: str) -> str:
         raise UsageError(f"unknown backend {name!r}; choose one of {', '.join(BACKENDS)}")
     for module in ("keras", LIBRARIES[name]):
         if importlib.util.find_spec(module) is None:
-            raise UsageError(f"the {name} backend is not installed (no {module} module); pip install 'cnn-mnist[{name}]'")
+            raise UsageError(f"the {name} backend is not installed (no {module}): pip install 'cnn-mnist[{name}]'")
     return name
 
 

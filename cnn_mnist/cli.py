@@ -66,6 +66,7 @@ def import_keras(backend: str, prog: str, verbose: bool = False):
         fail(prog, str(error))
     except BackendImportError as error:
         printed = [line.strip() for line in error.output.splitlines() if line.strip()][-MAX_PRINTED_LINES:]
-        fail(prog, f"the {backend} backend failed to import ({error})" + (f"; it printed: {' | '.join(printed)}" if printed else ""))
+        message = f"the {backend} backend failed to import ({error})"
+        fail(prog, message + (f"; it printed: {' | '.join(printed)}" if printed else ""))
     except Exception as error:  # with --verbose, whatever the import printed is on stderr already
         fail(prog, f"the {backend} backend failed to import ({type(error).__name__}: {error})")

@@ -139,7 +139,8 @@ def test_stale_staging_is_removed_and_live_staging_kept(tmp_path, lock_holder):
 
     live.kill()
     live.wait()  # the kernel drops its lock: whatever its PID becomes, the directory is now a leftover
-    assert artifact.remove_stale_staging(str(output)) == [f"removed {tmp_path / '.out.live0001'}, left by a run that was killed"]
+    removed = f"removed {tmp_path / '.out.live0001'}, left by a run that was killed"
+    assert artifact.remove_stale_staging(str(output)) == [removed]
     assert tree(output) == {"model.keras": b"the model"}
 
 

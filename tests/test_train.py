@@ -173,8 +173,8 @@ def test_below_min_accuracy_is_exit_3_and_writes_nothing(tmp_path, existing):
     assert result.returncode == 3, result.stderr
     lines = result.stderr.splitlines()
     assert len(lines) == 1, result.stderr
-    expected = rf"cnn-mnist-train: error: test accuracy (0\.\d{{4}}) is below --min-accuracy 0.99; {output} left as it was"
-    match = re.fullmatch(expected, lines[0])
+    refusal = rf"test accuracy (0\.\d{{4}}) is below --min-accuracy 0.99; {re.escape(str(output))} left as it was"
+    match = re.fullmatch(f"cnn-mnist-train: error: {refusal}", lines[0])
     assert match and float(match.group(1)) < 0.99, lines[0]
     epoch = re.search(r"^epoch 1/1: .* test_accuracy (\S+)", result.stdout, re.MULTILINE)
     assert epoch and epoch.group(1) == match.group(1)  # the number it refused is the run's test accuracy
