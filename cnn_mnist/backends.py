@@ -15,8 +15,8 @@ DEFAULT_BACKEND = "tensorflow"
 LIBRARIES = {"tensorflow": "tensorflow", "jax": "jax", "torch": "torch"}  # the module each backend imports
 
 
-class BackendImportError(Exception):
-    """Keras or its backend failed to import; `output` is what they wrote to stderr meanwhile."""
+class BackendLoadError(Exception):
+    """Keras or its backend failed to import or start; `output` is what they wrote to stderr meanwhile."""
 
     def __init__(self, error: BaseException, output: str):
         super().__init__(f"{type(error).__name__}: {error}")
@@ -60,19 +60,26 @@ def select_backend(name: str, quiet: bool = True) -> str:
     return name
 
 
-def import_quietly(module: str):
-    """Import `module` with file descriptor 2 sent to a temporary file, and return it.
+def start_keras():
+    """Import Keras and have its backend set up its device now: both print start-up lines on some machines."""
+    keras = importlib.import_module("keras")
+    keras.ops.convert_to_numpy(keras.ops.zeros(()))
+    return keras
+
+
+def quietly(start):
+    """Return `start()`, run with file descriptor 2 sent to a temporary file.
 
     TensorFlow's C++ core and absl write start-up lines (oneDNN, "All log messages before
     absl::InitializeLog()", CUDA probes) straight to fd 2 before TF_CPP_MIN_LOG_LEVEL applies, and only
-    on some CPUs: redirecting sys.stderr cannot catch them. If the import fails, what was written is
-    kept in the BackendImportError, never dropped; a crash still reaches the real stderr (faulthandler).
+    on some CPUs: redirecting sys.stderr cannot catch them. If `start` fails, what was written is kept
+    in the BackendLoadError, never dropped; a crash still reaches the real stderr (faulthandler).
     """
     with _stderr_captured() as captured:
         try:
-            return importlib.import_module(module)
+            return start()
         except Exception as error:
-            raise BackendImportError(error, captured()) from error
+            raise BackendLoadError(error, captured()) from error
 
 
 @contextlib.contextmanager

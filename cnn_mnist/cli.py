@@ -1,11 +1,10 @@
 """What the command-line tools share: one-line errors with exit status 2, and the backend import."""
 
 import argparse
-import importlib
 import math
 import sys
 
-from .backends import DEFAULT_BACKEND, BackendImportError, import_quietly, select_backend
+from .backends import DEFAULT_BACKEND, BackendLoadError, quietly, select_backend, start_keras
 from .errors import UsageError
 
 USAGE_ERROR = 2
@@ -57,16 +56,16 @@ def add_verbose_option(parser: argparse.ArgumentParser) -> None:
 def import_keras(backend: str, prog: str, verbose: bool = False):
     """Select `backend` and import Keras on it; a failure is one line, with what the import printed.
 
-    Unless `verbose`, the backend's start-up chatter is kept off stderr (see `backends.import_quietly`).
+    Unless `verbose`, the backend's start-up chatter is kept off stderr (see `backends.quietly`).
     """
     try:
         select_backend(backend or DEFAULT_BACKEND, quiet=not verbose)
-        return importlib.import_module("keras") if verbose else import_quietly("keras")
+        return start_keras() if verbose else quietly(start_keras)
     except UsageError as error:
         fail(prog, str(error))
-    except BackendImportError as error:
+    except BackendLoadError as error:
         printed = [line.strip() for line in error.output.splitlines() if line.strip()][-MAX_PRINTED_LINES:]
-        message = f"the {backend} backend failed to import ({error})"
+        message = f"the {backend} backend failed to load ({error})"
         fail(prog, message + (f"; it printed: {' | '.join(printed)}" if printed else ""))
     except Exception as error:  # with --verbose, whatever the import printed is on stderr already
-        fail(prog, f"the {backend} backend failed to import ({type(error).__name__}: {error})")
+        fail(prog, f"the {backend} backend failed to load ({type(error).__name__}: {error})")

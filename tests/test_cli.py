@@ -3,6 +3,7 @@
 The trainer's side is in test_train.py; here are the mechanism itself and the server's side.
 """
 
+import importlib
 import os
 import subprocess
 import sys
@@ -11,7 +12,11 @@ import pytest
 from backend_hook import CHATTER, hook_env
 from conftest import ROOT, free_port, start_server
 
-from cnn_mnist.backends import BackendImportError, import_quietly
+from cnn_mnist.backends import BackendLoadError, quietly
+
+
+def import_quietly(name):
+    return quietly(lambda: importlib.import_module(name))
 
 
 @pytest.fixture
@@ -34,7 +39,7 @@ def test_a_failed_import_keeps_what_it_printed(module_dir, capfd):
     (module_dir / "broken_backend.py").write_text(
         "import os\nos.write(2, b'libfoo.so: cannot open shared object file\\n')\nraise ImportError('no libfoo')\n"
     )
-    with pytest.raises(BackendImportError) as caught:
+    with pytest.raises(BackendLoadError) as caught:
         import_quietly("broken_backend")
     assert str(caught.value) == "ImportError: no libfoo"
     assert caught.value.output == "libfoo.so: cannot open shared object file\n"
@@ -43,7 +48,7 @@ def test_a_failed_import_keeps_what_it_printed(module_dir, capfd):
 
 def test_a_crash_during_the_import_still_reaches_stderr(module_dir):
     (module_dir / "crashing_backend.py").write_text("import ctypes\nctypes.string_at(0)\n")
-    code = "from cnn_mnist.backends import import_quietly; import_quietly('crashing_backend')"
+    code = "import importlib, cnn_mnist.backends as b; b.quietly(lambda: importlib.import_module('crashing_backend'))"
     result = subprocess.run(
         [sys.executable, "-c", code],
         capture_output=True,
@@ -71,7 +76,7 @@ def test_server_with_a_broken_backend_is_one_line_exit_2(trained_model, tmp_path
     )
     assert result.returncode == 2, result.stderr
     [line] = result.stderr.splitlines()
-    assert line.startswith("cnn-mnist: error: the tensorflow backend failed to import (ImportError: libfake.so")
+    assert line.startswith("cnn-mnist: error: the tensorflow backend failed to load (ImportError: libfake.so")
     assert f"it printed: {CHATTER} | a Python warning from the backend" in line
 
 

@@ -136,7 +136,7 @@ def test_output_under_proc(output, tmp_path):
 def test_a_broken_backend_is_one_line_with_what_it_printed(tmp_path):
     result = run_trainer("--dataset", DATASET, *TINY, "--output", tmp_path / "out", env=hook_env(tmp_path, "broken"))
     line = assert_one_line_usage_error(result)
-    assert "the tensorflow backend failed to import (ImportError: libfake.so: cannot open shared object" in line
+    assert "the tensorflow backend failed to load (ImportError: libfake.so: cannot open shared object" in line
     assert f"it printed: {CHATTER} | a Python warning from the backend" in line  # never swallowed
     assert not (tmp_path / "out").exists()
 
