@@ -29,6 +29,7 @@ def atomic_directory(final_path: str, log=print):
     """
     final_path = os.path.abspath(final_path)
     parent = os.path.dirname(final_path)
+    created = _missing_directories(parent)
     os.makedirs(parent, exist_ok=True)
     for line in remove_stale_staging(final_path):
         log(line)
@@ -51,6 +52,9 @@ def atomic_directory(final_path: str, log=print):
             if os.path.isdir(retired) and not os.path.lexists(final_path):
                 os.rename(retired, final_path)
             shutil.rmtree(staging, ignore_errors=True)
+            for directory in created:  # the parents this run made, if still empty
+                with contextlib.suppress(OSError):
+                    os.rmdir(directory)
         else:  # swapped in, interrupted while removing the old output
             shutil.rmtree(retired, ignore_errors=True)
         raise
@@ -59,6 +63,15 @@ def atomic_directory(final_path: str, log=print):
 
 
 RETIRED_SUFFIX = ".old"
+
+
+def _missing_directories(path: str) -> list:
+    """`path` and those of its ancestors that do not exist yet, deepest first."""
+    missing = []
+    while not os.path.lexists(path):
+        missing.append(path)
+        path = os.path.dirname(path)
+    return missing
 
 
 def _staging_pattern(final_path: str) -> re.Pattern:
@@ -115,19 +128,21 @@ def remove_stale_staging(final_path: str) -> list:
         except FileNotFoundError:
             continue  # its run finished meanwhile
         try:
-            fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            try:
+                fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except OSError:  # BlockingIOError: a live run's; anything else: no flock here, so no way to tell
+                continue
             if not _same_directory(descriptor, path):
                 continue
-            if name.endswith(RETIRED_SUFFIX) and not os.path.lexists(final_path):
-                os.rename(path, final_path)
-                done.append(f"restored {final_path} from {name}, left by a run killed while replacing it")
-            else:
-                shutil.rmtree(path)
-                done.append(f"removed {path}, left by a run that was killed")
-        except BlockingIOError:
-            pass  # a live run's
-        except OSError:
-            pass  # cannot lock (no flock here) or cannot remove: leave it, never guess
+            try:
+                if name.endswith(RETIRED_SUFFIX) and not os.path.lexists(final_path):
+                    os.rename(path, final_path)
+                    done.append(f"restored {final_path} from {name}, left by a run killed while replacing it")
+                else:
+                    shutil.rmtree(path)
+                    done.append(f"removed {path}, left by a run that was killed")
+            except OSError as error:
+                done.append(f"could not remove {path}, left by a run that was killed: {error}")
         finally:
             os.close(descriptor)
     return done

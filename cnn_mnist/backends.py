@@ -12,7 +12,6 @@ from .errors import UsageError
 
 BACKENDS = ("tensorflow", "jax", "torch")
 DEFAULT_BACKEND = "tensorflow"
-LIBRARIES = {"tensorflow": "tensorflow", "jax": "jax", "torch": "torch"}  # the module each backend imports
 
 
 class BackendLoadError(Exception):
@@ -36,7 +35,7 @@ def check_backend(name: str) -> str:
         )
     if name not in BACKENDS:
         raise UsageError(f"unknown backend {name!r}; choose one of {', '.join(BACKENDS)}")
-    for module in ("keras", LIBRARIES[name]):
+    for module in ("keras", name):  # each backend's library has the backend's name
         if importlib.util.find_spec(module) is None:
             raise UsageError(f"the {name} backend is not installed (no {module}): pip install 'cnn-mnist[{name}]'")
     return name
@@ -85,7 +84,7 @@ def quietly(start):
 @contextlib.contextmanager
 def _stderr_captured():
     sys.stderr.flush()
-    sink = tempfile.TemporaryFile()
+    sink = _scratch_file()
     saved = os.dup(2)
     report_crashes = not faulthandler.is_enabled()  # else it already writes somewhere; leave it be
     with os.fdopen(os.dup(saved), "w") as real_stderr:
@@ -103,6 +102,13 @@ def _stderr_captured():
                 faulthandler.disable()
 
 
+def _scratch_file():
+    """Where the captured lines wait: memory on Linux (no writable TMPDIR needed), else a temporary file."""
+    if hasattr(os, "memfd_create"):
+        return open(os.memfd_create("cnn-mnist-backend-stderr"), "w+b")
+    return tempfile.TemporaryFile()
+
+
 def _read_all(sink) -> str:
     sys.stderr.flush()
     sink.seek(0)
@@ -111,5 +117,5 @@ def _read_all(sink) -> str:
 
 def backend_version(name: str) -> str:
     """The version of the numeric library behind the backend (imported already by Keras)."""
-    module = LIBRARIES[name]
+    module = {"tensorflow": "tensorflow", "jax": "jax", "torch": "torch"}[name]
     return sys.modules[module].__version__ if module in sys.modules else __import__(module).__version__

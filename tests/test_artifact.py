@@ -57,7 +57,7 @@ def test_failure_leaves_existing_output_untouched(existing, error):
 
 def test_failure_creates_nothing(tmp_path):
     with pytest.raises(OSError):
-        with artifact.atomic_directory(str(tmp_path / "out")) as staging:
+        with artifact.atomic_directory(str(tmp_path / "new" / "deeper" / "out")) as staging:
             os.mkdir(os.path.join(staging, "logs"))
             raise OSError("disk full")
     assert os.listdir(tmp_path) == []

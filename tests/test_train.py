@@ -162,9 +162,9 @@ def test_backend_chatter_stays_off_stderr_unless_verbose(tmp_path):
 @pytest.mark.slow
 @pytest.mark.parametrize("existing", [False, True], ids=["absent-output", "existing-output"])
 def test_below_min_accuracy_is_exit_3_and_writes_nothing(tmp_path, existing):
-    output = tmp_path / "out"
+    output = tmp_path / "work" / "out"
     if existing:
-        output.mkdir()
+        output.mkdir(parents=True)
         (output / "model.keras").write_bytes(b"the model that serves today")
         (output / "accuracy.txt").write_text("0.9912\n")
     before = hashes(tmp_path)
@@ -178,7 +178,7 @@ def test_below_min_accuracy_is_exit_3_and_writes_nothing(tmp_path, existing):
     assert match and float(match.group(1)) < 0.99, lines[0]
     epoch = re.search(r"^epoch 1/1: .* test_accuracy (\S+)", result.stdout, re.MULTILINE)
     assert epoch and epoch.group(1) == match.group(1)  # the number it refused is the run's test accuracy
-    assert hashes(tmp_path) == before  # absent stays absent, the old model byte for byte, no staging left
+    assert hashes(tmp_path) == before  # absent stays absent (work/ too), the old model byte for byte, no staging
 
 
 @pytest.mark.slow
