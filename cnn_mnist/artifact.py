@@ -12,6 +12,7 @@ import zipfile
 
 # Nix sets SOURCE_DATE_EPOCH (to 1980-01-01, the earliest date a zip can hold); we default to the same.
 ZIP_EPOCH = 315532800
+RETIRED_SUFFIX = ".old"  # the previous output, between the two renames of a swap
 
 
 def build_time() -> time.struct_time:
@@ -60,9 +61,6 @@ def atomic_directory(final_path: str, log=print):
         raise
     finally:
         os.close(lock)
-
-
-RETIRED_SUFFIX = ".old"
 
 
 def _missing_directories(path: str) -> list:
