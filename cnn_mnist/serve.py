@@ -12,7 +12,7 @@ import threading
 import time
 
 from .backends import BACKENDS, DEFAULT_BACKEND
-from .cli import ArgumentParser, fail, import_keras, positive_float, positive_int
+from .cli import ArgumentParser, add_verbose_option, fail, import_keras, positive_float, positive_int
 from .defaults import SERVER as DEFAULTS
 
 PROG = "cnn-mnist"
@@ -42,6 +42,7 @@ def parse_args(argv=None):
                         help=f"open connections at most; beyond it waitress stops accepting (default {DEFAULTS['connection_limit']})")
     parser.add_argument("--channel-timeout", type=positive_float, default=DEFAULTS["channel_timeout"],
                         help=f"seconds a connection may sit idle or half-sent before it is closed (default {DEFAULTS['channel_timeout']})")
+    add_verbose_option(parser)
     args = parser.parse_args(argv)
     if not 0 <= args.port <= 65535:
         parser.error(f"--port must be 0-65535, not {args.port}")
@@ -54,7 +55,7 @@ def main(argv=None) -> int:
     args = parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     logging.getLogger("waitress.queue").setLevel(logging.ERROR)  # a queue under load is what batching wants
-    import_keras(args.backend, PROG)
+    import_keras(args.backend, PROG, args.verbose)
     import waitress
 
     from .app import create_app

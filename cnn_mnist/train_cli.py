@@ -1,17 +1,28 @@
 """`cnn-mnist-train`: train the ConvNet on MNIST and write a reproducible model directory."""
 
+import dataclasses
 import importlib.util
 import os
+import signal
 import sys
 
+from .artifact import check_writable_parent
 from .backends import BACKENDS, DEFAULT_BACKEND, check_backend
-from .cli import ArgumentParser, fail, import_keras, positive_float, positive_int
+from .cli import ArgumentParser, add_verbose_option, fail, fraction, import_keras, positive_float, positive_int
 from .data import load_dataset
 from .errors import UsageError
 
+PROG = "cnn-mnist-train"
+BELOW_MIN_ACCURACY = 3  # not 2: the input was fine, the model is not good enough
+INTERRUPTED = {signal.SIGINT: 130, signal.SIGTERM: 143}  # 128 + the signal's number, as a shell reports it
+
+
+class Terminated(BaseException):
+    """SIGTERM, raised wherever the program is, as Ctrl-C raises KeyboardInterrupt (so cleanup runs)."""
+
 
 def parse_args(argv=None):
-    parser = ArgumentParser(prog="cnn-mnist-train", description=__doc__)
+    parser = ArgumentParser(prog=PROG, description=__doc__)
     parser.add_argument("--dataset", required=True, help="a Keras mnist.npz, or a directory of the four IDX files")
     parser.add_argument("--output", default="out", help="directory to write (replaced atomically; default: out)")
     parser.add_argument("--epochs", type=positive_int, default=10)
@@ -26,41 +37,58 @@ def parse_args(argv=None):
     parser.add_argument("--train-samples", type=positive_int, help="train on the first N digits only (quick checks)")
     parser.add_argument("--test-samples", type=positive_int, help="evaluate on the first N test digits only")
     parser.add_argument("--tensorboard", action="store_true", help="write TensorBoard logs to OUTPUT/logs")
+    parser.add_argument(
+        "--min-accuracy",
+        type=fraction,
+        default=0.0,
+        help=f"fail with exit status {BELOW_MIN_ACCURACY}, writing nothing, if the test accuracy is below this",
+    )
+    add_verbose_option(parser)
     return parser.parse_args(argv)
 
 
 def main(argv=None) -> int:
     args = parse_args(argv)
-    prog = "cnn-mnist-train"
     try:
-        check_backend(args.backend)
-        if args.tensorboard and importlib.util.find_spec("tensorboard") is None:
-            raise UsageError("--tensorboard needs the tensorboard package: pip install 'cnn-mnist[tensorboard]'")
-        dataset = load_dataset(args.dataset)
-        from .artifact import check_writable_parent
-
-        check_writable_parent(args.output)
+        dataset = check_usage(args)
     except (UsageError, PermissionError) as error:
-        fail(prog, str(error))
-    dataset = subset(dataset, args.train_samples, args.test_samples)
+        fail(PROG, str(error))
+    signal.signal(signal.SIGTERM, _raise_terminated)
+    before = _identity(args.output)
+    try:
+        import_keras(args.backend, PROG, args.verbose)
+        return run(args, dataset)
+    except (KeyboardInterrupt, Terminated) as stop:
+        signum = signal.SIGTERM if isinstance(stop, Terminated) else signal.SIGINT
+        state = "left as it was" if _identity(args.output) == before else "already replaced by the new model"
+        print(f"{PROG}: interrupted by {signum.name}; {args.output} {state}", file=sys.stderr)
+        return INTERRUPTED[signum]
 
-    import_keras(args.backend, prog)
-    from .training import TrainConfig, train
+
+def check_usage(args):
+    """Every check that needs no backend, so that a usage error is instant and one line."""
+    check_backend(args.backend)
+    if args.tensorboard and importlib.util.find_spec("tensorboard") is None:
+        raise UsageError("--tensorboard needs the tensorboard package: pip install 'cnn-mnist[tensorboard]'")
+    dataset = load_dataset(args.dataset)
+    check_writable_parent(args.output)
+    return subset(dataset, args.train_samples, args.test_samples)
+
+
+def run(args, dataset) -> int:
+    from .training import BelowMinimumAccuracy, TrainConfig, train
 
     config = TrainConfig(args.epochs, args.batch_size, args.learning_rate, args.seed, args.tensorboard)
     try:
-        train(dataset, args.output, config, log=lambda line: print(line, flush=True))
+        train(dataset, args.output, config, log=lambda line: print(line, flush=True), min_accuracy=args.min_accuracy)
+    except BelowMinimumAccuracy as error:
+        fail(PROG, f"{error}; {args.output} left as it was", status=BELOW_MIN_ACCURACY)
     except OSError as error:
-        fail(prog, f"cannot write {args.output}: {error}")
-    except KeyboardInterrupt:
-        print(f"{prog}: interrupted; {args.output} left as it was", file=sys.stderr)
-        return 130
+        fail(PROG, f"cannot write {args.output}: {error}")
     return 0
 
 
 def subset(dataset, train_samples, test_samples):
-    import dataclasses
-
     return dataclasses.replace(
         dataset,
         x_train=dataset.x_train[:train_samples],
@@ -68,6 +96,19 @@ def subset(dataset, train_samples, test_samples):
         x_test=dataset.x_test[:test_samples],
         y_test=dataset.y_test[:test_samples],
     )
+
+
+def _raise_terminated(signum, frame):
+    raise Terminated()
+
+
+def _identity(path):
+    """Which directory is at `path` now (None if none): tells whether an interrupted run replaced it."""
+    try:
+        stat = os.stat(path)
+    except OSError:
+        return None
+    return stat.st_dev, stat.st_ino
 
 
 if __name__ == "__main__":

@@ -19,6 +19,7 @@ from .net import build_model
 from .preprocessing import to_model_input
 
 MODEL_FILE = "model.keras"
+ACCURACY_PLACES = 4  # in accuracy.txt, which the gates (here and in model.nix) compare
 
 
 @dataclasses.dataclass(frozen=True)
@@ -65,15 +66,27 @@ class EpochLog(keras.callbacks.Callback):
         )
 
 
-def train(dataset: Dataset, output: str, config: TrainConfig, log=print) -> dict:
-    """Train on `dataset` and atomically write `output`; returns the metrics written to metrics.json."""
+class BelowMinimumAccuracy(Exception):
+    """The trained model scored below the floor; nothing was written."""
+
+    def __init__(self, accuracy: float, floor: float):
+        super().__init__(f"test accuracy {accuracy:.4f} is below --min-accuracy {floor:g}")
+        self.accuracy, self.floor = accuracy, floor
+
+
+def train(dataset: Dataset, output: str, config: TrainConfig, log=print, min_accuracy: float = 0.0) -> dict:
+    """Train on `dataset` and atomically write `output`; returns the metrics written to metrics.json.
+
+    Below `min_accuracy` (compared as accuracy.txt states it, to 4 places, as the Nix gate reads it)
+    it raises BelowMinimumAccuracy before `output` is touched.
+    """
     make_deterministic(config.seed)
     x_train, x_test = to_model_input(dataset.x_train), to_model_input(dataset.x_test)
     y_train, y_test = dataset.y_train.astype(np.int32), dataset.y_test.astype(np.int32)
     model = build_model(config.learning_rate)
     interactive = sys.stdout.isatty()
 
-    with artifact.atomic_directory(output) as staging:
+    with artifact.atomic_directory(output, log) as staging:
         callbacks = [] if interactive else [EpochLog(config.epochs, len(x_train), log)]
         if config.tensorboard:
             callbacks.append(keras.callbacks.TensorBoard(log_dir=os.path.join(staging, "logs")))
@@ -88,6 +101,9 @@ def train(dataset: Dataset, output: str, config: TrainConfig, log=print) -> dict
             verbose=1 if interactive else 0,
         ).history
         seconds = time.perf_counter() - started
+        accuracy = history["val_accuracy"][-1]
+        if round(accuracy, ACCURACY_PLACES) < min_accuracy:
+            raise BelowMinimumAccuracy(accuracy, min_accuracy)
 
         model_path = os.path.join(staging, MODEL_FILE)
         model.save(model_path)
@@ -95,7 +111,7 @@ def train(dataset: Dataset, output: str, config: TrainConfig, log=print) -> dict
         metrics = describe_run(dataset, config, model, history)
         artifact.write_json(os.path.join(staging, "metrics.json"), metrics)
         with open(os.path.join(staging, "accuracy.txt"), "w") as stream:
-            stream.write(f"{metrics['test']['accuracy']:.4f}\n")
+            stream.write(f"{metrics['test']['accuracy']:.{ACCURACY_PLACES}f}\n")
         plots.write_training_curves(metrics["history"], os.path.join(staging, "training-curves.png"))
 
     log(

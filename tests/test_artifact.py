@@ -4,6 +4,7 @@ import json
 import os
 import signal
 import subprocess
+import sys
 import threading
 import zipfile
 
@@ -56,7 +57,7 @@ def test_failure_leaves_existing_output_untouched(existing, error):
 
 def test_failure_creates_nothing(tmp_path):
     with pytest.raises(OSError):
-        with artifact.atomic_directory(str(tmp_path / "out")) as staging:
+        with artifact.atomic_directory(str(tmp_path / "new" / "deeper" / "out")) as staging:
             os.mkdir(os.path.join(staging, "logs"))
             raise OSError("disk full")
     assert os.listdir(tmp_path) == []
@@ -65,15 +66,133 @@ def test_failure_creates_nothing(tmp_path):
 def test_check_writable_parent(tmp_path):
     (tmp_path / "file").write_text("")
     artifact.check_writable_parent(str(tmp_path / "new" / "deeper" / "out"))  # parents made later: fine
-    with pytest.raises(PermissionError, match="is not writable"):
+    with pytest.raises(PermissionError, match="is not a directory"):
         artifact.check_writable_parent(str(tmp_path / "file" / "out"))
     with pytest.raises(PermissionError, match="it is a file"):
         artifact.check_writable_parent(str(tmp_path / "file"))
     assert sorted(os.listdir(tmp_path)) == ["file"]
 
 
+def test_interrupted_between_the_two_renames_puts_the_old_output_back(existing, monkeypatch):
+    before, renames, rename = tree(existing), [], os.rename
+
+    def rename_then_interrupt(source, target):
+        rename(source, target)
+        renames.append(target)
+        if len(renames) == 1:  # the old output is now `.out.xxxxxxxx.old`, the new one not yet in place
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(os, "rename", rename_then_interrupt)
+    with pytest.raises(KeyboardInterrupt):
+        with artifact.atomic_directory(str(existing)) as staging:
+            open(os.path.join(staging, "model.keras"), "w").write("new")
+    assert renames[0].endswith(".old")
+    assert tree(existing) == before
+    assert sorted(os.listdir(existing.parent)) == ["out"]
+
+
+# ---- staging directories left by killed runs ----------------------------------------------------------------
+
+HOLD_LOCK = """
+import fcntl, os, sys, time
+descriptor = os.open(sys.argv[1], os.O_RDONLY | os.O_DIRECTORY)
+fcntl.flock(descriptor, fcntl.LOCK_EX)
+print("locked", flush=True)
+time.sleep(300)
+"""
+
+
+@pytest.fixture
+def lock_holder():
+    """Start a process that holds the lock of a directory as a live run does; kill it to make that run die."""
+    processes = []
+
+    def hold(path):
+        process = subprocess.Popen([sys.executable, "-c", HOLD_LOCK, str(path)], stdout=subprocess.PIPE, text=True)
+        processes.append(process)
+        assert process.stdout.readline() == "locked\n"
+        return process
+
+    yield hold
+    for process in processes:
+        process.kill()
+        process.wait()
+
+
+def test_stale_staging_is_removed_and_live_staging_kept(tmp_path, lock_holder):
+    output = tmp_path / "out"
+    output.mkdir()
+    (output / "model.keras").write_bytes(b"the model")
+    for name in (".out.killed01", ".out.live0001", ".out.killed01.old", ".other.abcdefgh", ".out.probe.abcdefgh"):
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "model.keras").write_bytes(b"half a model")
+    (tmp_path / ".out.afile001").write_text("a file, not ours")
+    live = lock_holder(tmp_path / ".out.live0001")
+
+    done = artifact.remove_stale_staging(str(output))
+    assert sorted(done) == sorted(
+        f"removed {tmp_path / name}, left by a run that was killed" for name in (".out.killed01", ".out.killed01.old")
+    )
+    kept = [".other.abcdefgh", ".out.afile001", ".out.live0001", ".out.probe.abcdefgh", "out"]
+    assert sorted(os.listdir(tmp_path)) == kept
+    assert tree(tmp_path / ".out.live0001") == {"model.keras": b"half a model"}
+
+    live.kill()
+    live.wait()  # the kernel drops its lock: whatever its PID becomes, the directory is now a leftover
+    removed = f"removed {tmp_path / '.out.live0001'}, left by a run that was killed"
+    assert artifact.remove_stale_staging(str(output)) == [removed]
+    assert tree(output) == {"model.keras": b"the model"}
+
+
+def test_an_old_output_left_between_the_two_renames_is_put_back(tmp_path):
+    """A run killed after moving the old output aside and before moving the new one in."""
+    (tmp_path / ".out.killed01.old").mkdir()
+    (tmp_path / ".out.killed01.old" / "model.keras").write_bytes(b"the old model")
+    (tmp_path / ".out.killed01").mkdir()
+    (tmp_path / ".out.killed01" / "model.keras").write_bytes(b"the new model, never put in place")
+    lines = []
+    with pytest.raises(RuntimeError):
+        with artifact.atomic_directory(str(tmp_path / "out"), log=lines.append):
+            raise RuntimeError("this run fails too")
+    assert lines == [
+        f"restored {tmp_path / 'out'} from .out.killed01.old, left by a run killed while replacing it",
+        f"removed {tmp_path / '.out.killed01'}, left by a run that was killed",
+    ]
+    assert tree(tmp_path) == {"out": None, "out/model.keras": b"the old model"}
+
+
+# ---- interrupting and killing a real training ----------------------------------------------------------------
+
+
+def start_training(output, epochs=100):
+    """A real training that outlasts the test; returned once its first epoch is done."""
+    # Python turns SIGINT into KeyboardInterrupt only if SIGINT is not ignored when it starts (it is in `cmd &`).
+    args = [*TRAIN, "--dataset", DATASET, "--epochs", epochs, "--train-samples", 1024, "--test-samples", 256]
+    process = subprocess.Popen(
+        [*map(str, args), "--output", str(output)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        cwd=ROOT,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+    )
+    watchdog = threading.Timer(300, process.kill)
+    watchdog.start()
+    line = process.stdout.readline()
+    while line and not line.startswith("epoch "):
+        line = process.stdout.readline()
+    watchdog.cancel()
+    assert line.startswith(f"epoch 1/{epochs}: "), process.communicate()
+    return process
+
+
+def staging_siblings(output):
+    return sorted(name for name in os.listdir(output.parent) if name.startswith(f".{output.name}."))
+
+
 @pytest.mark.slow
-def test_ctrl_c_leaves_existing_output_untouched(tmp_path):
+@pytest.mark.parametrize("signum, status", [(signal.SIGINT, 130), (signal.SIGTERM, 143)], ids=["SIGINT", "SIGTERM"])
+def test_interrupt_leaves_existing_output_untouched(tmp_path, signum, status):
     work = tmp_path / "work"
     output = work / "out"
     output.mkdir(parents=True)
@@ -81,35 +200,45 @@ def test_ctrl_c_leaves_existing_output_untouched(tmp_path):
     (output / "accuracy.txt").write_text("0.9912\n")
     before = tree(work)
 
-    # Python turns SIGINT into KeyboardInterrupt only if SIGINT is not ignored when it starts (it is in `cmd &`).
-    args = [*TRAIN, "--dataset", DATASET, "--epochs", 100, "--train-samples", 2048, "--test-samples", 256]
-    with open(tmp_path / "stderr", "w+") as stderr:
-        process = subprocess.Popen(
-            [*map(str, args), "--output", str(output)],
-            stdout=subprocess.PIPE,
-            stderr=stderr,
-            text=True,
-            cwd=ROOT,
-            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
-        )
-        watchdog = threading.Timer(300, process.kill)
-        watchdog.start()
-        try:
-            first = process.stdout.readline()
-            while first and not first.startswith("epoch "):
-                first = process.stdout.readline()
-            assert first.startswith("epoch 1/100: "), first
-            process.send_signal(signal.SIGINT)
-            rest, _ = process.communicate(timeout=120)
-        finally:
-            watchdog.cancel()
-            process.kill()
-        stderr.seek(0)
-        message = stderr.read()
-    assert process.returncode == 130, message
-    assert f"interrupted; {output} left as it was" in message
+    process = start_training(output)
+    try:
+        assert len(staging_siblings(output)) == 1
+        process.send_signal(signum)
+        rest, message = process.communicate(timeout=120)
+    finally:
+        process.kill()
+    assert process.returncode == status, message
+    assert message == f"cnn-mnist-train: interrupted by {signum.name}; {output} left as it was\n"
     assert "epoch 100/100" not in rest
     assert tree(work) == before  # old output byte for byte, and no `.out.*` staging sibling
+
+
+@pytest.mark.slow
+def test_a_live_runs_staging_is_kept_and_a_killed_runs_removed_by_the_next_run(tmp_path):
+    output = tmp_path / "out"
+    output.mkdir()
+    (output / "model.keras").write_bytes(b"the model from last week")
+
+    process = start_training(output)
+    try:
+        [staging] = staging_siblings(output)
+        assert artifact.remove_stale_staging(str(output)) == []  # what the next run does first: the live one is kept
+        assert staging_siblings(output) == [staging]
+        process.kill()
+        process.communicate(timeout=60)
+    finally:
+        process.kill()
+    assert staging_siblings(output) == [staging]  # SIGKILL cannot clean up; the next run must
+
+    result = subprocess.run(
+        [*map(str, [*TRAIN, "--dataset", DATASET, "--epochs", 1, "--train-samples", 256, "--test-samples", 64]),
+         "--output", str(output)],
+        capture_output=True, text=True, cwd=ROOT, timeout=300,
+    )
+    assert result.returncode == 0, result.stderr
+    assert f"removed {tmp_path / staging}, left by a run that was killed\n" in result.stdout
+    assert sorted(os.listdir(tmp_path)) == ["out"]
+    assert (output / "model.keras").read_bytes() != b"the model from last week"
 
 
 # ---- normalize_keras_zip ------------------------------------------------------------------------------------

@@ -13,6 +13,7 @@ import sys
 
 import numpy as np
 import pytest
+from backend_hook import CHATTER, hook_env
 from conftest import DATASET, ROOT, run_trainer, tree
 from test_data import tiny_arrays, write_corrupt_file, write_idx_dir
 
@@ -85,18 +86,23 @@ BAD_INPUTS = {
     "batch-size-0": (valid("--batch-size", 0), "argument --batch-size"),
     "train-samples-0": (valid("--train-samples", 0), "argument --train-samples"),
     "no-dataset": (lambda tmp_path: [], "the following arguments are required: --dataset"),
+    "min-accuracy-1.5": (valid("--min-accuracy", 1.5), "argument --min-accuracy: must be a number from 0 to 1"),
+    "min-accuracy-negative": (valid("--min-accuracy", -0.1), "argument --min-accuracy"),
+    "min-accuracy-nan": (valid("--min-accuracy", "nan"), "argument --min-accuracy"),
 }
 
 
 @pytest.mark.parametrize("make_args, message", BAD_INPUTS.values(), ids=BAD_INPUTS.keys())
 def test_bad_input_is_one_line_exit_2_and_writes_nothing(tmp_path, make_args, message):
+    """Found before any backend is imported: an import would exit 97 here (and would cost seconds)."""
     args = make_args(tmp_path)
+    forbid_import = hook_env(tmp_path, "forbid")
     existing = tmp_path / "existing"
     existing.mkdir()
     (existing / "model.keras").write_bytes(b"the model from last week")
     before = hashes(tmp_path)
     for output in (tmp_path / "new" / "out", existing):
-        line = assert_one_line_usage_error(run_trainer(*args, "--output", output))
+        line = assert_one_line_usage_error(run_trainer(*args, "--output", output, env=forbid_import))
         assert re.search(message, line), line
     assert hashes(tmp_path) == before  # nothing created (no new/, no .out.* sibling), existing output untouched
 
@@ -117,13 +123,72 @@ def test_output_under_a_regular_file(tmp_path):
     assert hashes(tmp_path) == {"file": sha256_file(tmp_path / "file")}
 
 
-@pytest.mark.slow  # /proc passes the permission pre-check for root: it fails only when the directory is made
+# /proc passes a permission-bits check for root: only making a directory there tells. Before any backend import.
 @pytest.mark.parametrize(
     "output", ["/proc/version/out", f"/proc/cnn-mnist-test-{os.getpid()}"], ids=["under-proc-file", "in-proc"]
 )
-def test_output_under_proc(output):
-    line = assert_one_line_usage_error(run_trainer("--dataset", DATASET, *TINY, "--output", output))
+def test_output_under_proc(output, tmp_path):
+    result = run_trainer("--dataset", DATASET, *TINY, "--output", output, env=hook_env(tmp_path, "forbid"))
+    line = assert_one_line_usage_error(result)
     assert output in line and not os.path.exists(output)
+
+
+def test_a_broken_backend_is_one_line_with_what_it_printed(tmp_path):
+    result = run_trainer("--dataset", DATASET, *TINY, "--output", tmp_path / "out", env=hook_env(tmp_path, "broken"))
+    line = assert_one_line_usage_error(result)
+    assert "the tensorflow backend failed to load (ImportError: libfake.so: cannot open shared object" in line
+    assert f"it printed: {CHATTER} | a Python warning from the backend" in line  # never swallowed
+    assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.slow
+def test_backend_chatter_stays_off_stderr_unless_verbose(tmp_path):
+    """The progress lines still show either way. (Real chatter depends on the CPU; the hook's never does.)"""
+    for verbose in ([], ["--verbose"]):
+        output = tmp_path / f"out{len(verbose)}"
+        result = run_trainer(
+            "--dataset", DATASET, *TINY, *verbose, "--output", output, env=hook_env(tmp_path, "chatter")
+        )
+        assert result.returncode == 0, result.stderr
+        assert (CHATTER in result.stderr) == bool(verbose), result.stderr
+        assert ("a Python warning from the backend" in result.stderr) == bool(verbose), result.stderr
+        assert re.search(r"^epoch 1/1: loss [\d.]+ accuracy", result.stdout, re.MULTILINE), result.stdout
+        assert (output / "model.keras").is_file()
+
+
+# ---- the accuracy gate --------------------------------------------------------------------------------------
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("existing", [False, True], ids=["absent-output", "existing-output"])
+def test_below_min_accuracy_is_exit_3_and_writes_nothing(tmp_path, existing):
+    output = tmp_path / "work" / "out"
+    if existing:
+        output.mkdir(parents=True)
+        (output / "model.keras").write_bytes(b"the model that serves today")
+        (output / "accuracy.txt").write_text("0.9912\n")
+    before = hashes(tmp_path)
+    # one epoch on 512 digits scores far below 0.99
+    result = run_trainer("--dataset", DATASET, *TINY, "--min-accuracy", 0.99, "--output", output)
+    assert result.returncode == 3, result.stderr
+    lines = result.stderr.splitlines()
+    assert len(lines) == 1, result.stderr
+    refusal = rf"test accuracy (0\.\d{{4}}) is below --min-accuracy 0.99; {re.escape(str(output))} left as it was"
+    match = re.fullmatch(f"cnn-mnist-train: error: {refusal}", lines[0])
+    assert match and float(match.group(1)) < 0.99, lines[0]
+    epoch = re.search(r"^epoch 1/1: .* test_accuracy (\S+)", result.stdout, re.MULTILINE)
+    assert epoch and epoch.group(1) == match.group(1)  # the number it refused is the run's test accuracy
+    assert hashes(tmp_path) == before  # absent stays absent (work/ too), the old model byte for byte, no staging
+
+
+@pytest.mark.slow
+def test_at_or_above_min_accuracy_writes_the_model(tiny_model, tmp_path):
+    accuracy = (tiny_model / "accuracy.txt").read_text().strip()
+    result = run_trainer(
+        "--dataset", DATASET, *TINY, "--backend", "tensorflow", "--min-accuracy", accuracy, "--output", tmp_path / "out"
+    )
+    assert result.returncode == 0, result.stderr  # the floor is compared as accuracy.txt states it
+    assert hashes(tmp_path / "out") == hashes(tiny_model)
 
 
 def test_train_py_help():
