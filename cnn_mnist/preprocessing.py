@@ -48,7 +48,9 @@ def mnist_like(image: Image.Image) -> np.ndarray:
     height, width = ink.shape
     scale = BOX / max(height, width)
     size = (max(1, round(width * scale)), max(1, round(height * scale)))
-    digit = np.asarray(Image.fromarray(ink).resize(size, _resampling(scale)), dtype=np.float32)
+    # Area averaging, as MNIST's anti-aliasing of its bilevel NIST scans: Lanczos' ringing leaves a halo
+    # of faint pixels (a fifth more inked pixels than MNIST's digits have) and overshoots.
+    digit = np.asarray(Image.fromarray(ink).resize(size, Image.Resampling.BOX), dtype=np.float32)
     # Faint pencil and full black alike, and a stroke too thin to cover a whole pixel, become MNIST's
     # full-strength ink: its digits (nearly) all reach 255.
     digit = digit * (255 / digit.max())
@@ -57,12 +59,6 @@ def mnist_like(image: Image.Image) -> np.ndarray:
     top = round(CENTRE - (ys * digit).sum() / digit.sum())
     left = round(CENTRE - (xs * digit).sum() / digit.sum())
     return _paste(digit, top, left).round().astype(np.uint8)
-
-
-def _resampling(scale: float):
-    """Area averaging when shrinking, as MNIST's anti-aliasing of its bilevel NIST scans: no ringing halo
-    of faint pixels (Lanczos' adds a third more inked pixels than MNIST's digits have), no overshoot."""
-    return Image.Resampling.BOX if scale <= 1 else Image.Resampling.BILINEAR
 
 
 def _ink(image: Image.Image) -> np.ndarray:
