@@ -5,6 +5,9 @@ dataset and the server on every request. `mnist_like` first brings an arbitrary 
 photo of a digit) into the form MNIST's authors gave their digits, so that serving sees what training saw.
 """
 
+import base64
+import io
+
 import numpy as np
 from PIL import Image
 
@@ -29,6 +32,17 @@ def to_model_input(images) -> np.ndarray:
     if array.dtype == np.uint8:
         return array.astype(np.float32) / np.float32(255)
     return array.astype(np.float32, copy=False)
+
+
+def png_data_url(model_input: np.ndarray) -> str:
+    """One image of `to_model_input`'s output as the 8-bit grayscale PNG a person can look at (ink bright).
+
+    Exact for whatever came in as bytes (uploads, drawings, 0-255 pixels); 0-1 floats round to 1/255.
+    """
+    pixels = (np.asarray(model_input, np.float32).reshape(SIDE, SIDE) * 255).round().clip(0, 255)
+    buffer = io.BytesIO()
+    Image.fromarray(pixels.astype(np.uint8), "L").save(buffer, "PNG")
+    return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode("ascii")
 
 
 def mnist_like(image: Image.Image) -> np.ndarray:
