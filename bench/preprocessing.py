@@ -17,7 +17,7 @@ import numpy as np
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.join(ROOT, "tests"))
 
-from canvas_drawings import canvas_drawing  # noqa: E402  (tests/ is on the path from here on)
+from canvas_drawings import PEN_LEVELS, canvas_drawing  # noqa: E402  (tests/ is on the path from here on)
 
 
 def statistics(images: np.ndarray) -> dict:
@@ -55,6 +55,8 @@ def main():
     parser.add_argument("--model", help="a model.keras to measure the accuracy of")
     parser.add_argument("--count", type=int, default=2000, help="test digits to re-render")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--pen", type=float, nargs=2, default=PEN_LEVELS, metavar=("THICK", "THIN"),
+                        help="range of the pen's outline level (0.5 draws about the digits' own stroke width)")
     args = parser.parse_args()
 
     from cnn_mnist.preprocessing import mnist_like
@@ -63,7 +65,7 @@ def main():
         digits, labels = data["x_test"], data["y_test"]
     rng = np.random.default_rng(args.seed)
     chosen = rng.choice(len(digits), args.count, replace=False)
-    redrawn = np.stack([mnist_like(canvas_drawing(digits[i], rng)) for i in chosen])
+    redrawn = np.stack([mnist_like(canvas_drawing(digits[i], rng, args.pen)) for i in chosen])
 
     dataset, ours = statistics(digits), statistics(redrawn)
     print(f"{'':32} {'MNIST test set':>15} {'mnist_like':>11}")

@@ -13,7 +13,7 @@ PEN_LEVELS = (0.2, 0.6)  # where the outline lies, as a share of the darkest ink
 INK_COLOURS = [(0, 0, 0), (20, 20, 20), (25, 35, 90)]  # black, a soft black, a dark blue pen
 
 
-def canvas_drawing(digit: np.ndarray, rng: np.random.Generator) -> Image.Image:
+def canvas_drawing(digit: np.ndarray, rng: np.random.Generator, pen_levels=PEN_LEVELS) -> Image.Image:
     """One 28x28 uint8 digit (ink bright) → an RGBA or RGB canvas export of the same digit."""
     scale = rng.uniform(7, 14)  # the 20 px digit becomes 140-280 px tall
     side = round(28 * scale)
@@ -21,7 +21,7 @@ def canvas_drawing(digit: np.ndarray, rng: np.random.Generator) -> Image.Image:
     # A pen thinner or thicker than the digit's own: the outline of the blurred digit at a lower level
     # lies further out, at a higher one further in.
     outline = np.asarray(upscaled.filter(ImageFilter.GaussianBlur(0.4 * scale)))
-    stroke = Image.fromarray(np.where(outline > rng.uniform(*PEN_LEVELS) * outline.max(), 255, 0).astype(np.uint8))
+    stroke = Image.fromarray(np.where(outline > rng.uniform(*pen_levels) * outline.max(), 255, 0).astype(np.uint8))
     ink = stroke.filter(ImageFilter.GaussianBlur(0.6))  # the canvas' anti-aliased edge
 
     width, height = side + rng.integers(40, 400), side + rng.integers(40, 300)
