@@ -21,7 +21,7 @@ from .inputs import InputError, decode_base64_image, decode_image, pixel_array, 
 from .jsonio import FastJSONProvider
 from .metrics import Metrics
 from .model_store import ModelStore
-from .preprocessing import to_model_input
+from .preprocessing import png_data_url, to_model_input
 
 log = logging.getLogger(__name__)
 MODEL_NAME = "cnn-mnist"
@@ -79,10 +79,13 @@ def _register_routes(app, store, batcher, metrics):
 
     @app.post("/predict")
     def predict():
-        images, is_batch = _predict_request(max_pixels)
+        images, is_batch, include_input = _predict_request(max_pixels)
         probabilities, info = _classify(batcher, images)
         model = info.as_json()
         answers = [{"digit": int(row.argmax()), "probabilities": row.tolist(), "model": model} for row in probabilities]
+        if include_input:  # the 28x28 image the model saw, to see why a drawing was misread
+            for answer, image in zip(answers, images):
+                answer["input"] = png_data_url(image)
         return jsonify(answers if is_batch else answers[0])
 
     @app.post(f"/v1/models/{MODEL_NAME}:predict")
@@ -129,25 +132,31 @@ def _json_object() -> dict:
 
 
 def _predict_request(max_pixels: int):
-    """The /predict body in any of its forms → (images, whether the client sent a batch)."""
+    """The /predict body in any of its forms → (images, whether the client sent a batch, include_input)."""
     if request.mimetype == "multipart/form-data":
         uploads = request.files.getlist("image")
         if not uploads:
             raise InputError('a multipart upload needs its file in the field "image"')
+        include_input = request.form.get("include_input", "false")
+        if include_input not in ("true", "false"):
+            raise InputError('the form field "include_input" must be true or false')
         digits = [decode_image(upload.read(), max_pixels) for upload in uploads]
-        return to_model_input(np.stack(digits)), len(uploads) > 1
+        return to_model_input(np.stack(digits)), len(uploads) > 1, include_input == "true"
     body = _json_object()
+    include_input = body.get("include_input", False)
+    if not isinstance(include_input, bool):
+        raise InputError('"include_input" must be true or false')
     forms = [key for key in ("image", "images", "pixels") if key in body]
     if len(forms) != 1:
         raise InputError('send exactly one of "image" (base64 or data: URL), "images" (a list), or "pixels"')
     if forms[0] == "pixels":
-        return pixel_array(body["pixels"], unit_range_only=False)
+        return *pixel_array(body["pixels"], unit_range_only=False), include_input
     is_batch = forms[0] == "images"
     encoded = body["images"] if is_batch else [body["image"]]
     if not isinstance(encoded, list) or not encoded:
         raise InputError('"images" must be a non-empty list of base64 images')
     digits = [decode_base64_image(value, max_pixels) for value in encoded]
-    return to_model_input(np.stack(digits)), is_batch
+    return to_model_input(np.stack(digits)), is_batch, include_input
 
 
 def _register_errors(app, metrics):

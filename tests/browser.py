@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import math
 import os
 from pathlib import Path
@@ -145,6 +146,12 @@ def canvas_ink(page) -> int:
             return n;
         }"""
     )
+
+
+def canvas_png(page) -> bytes:
+    """The drawing as the page sends it to the server (a transparent PNG)."""
+    url = page.evaluate("() => document.getElementById('canvas').toDataURL('image/png')")
+    return base64.b64decode(url.split(",", 1)[1])
 
 
 def assert_cleared(page) -> None:

@@ -12,9 +12,16 @@ Screenshots land in ``test-output/browser-<name>.png`` (gitignored).
 
 from __future__ import annotations
 
+import base64
+import io
+import json
 import os
 
+import numpy as np
 import pytest
+from PIL import Image
+
+from cnn_mnist.preprocessing import mnist_like
 
 sync_api = pytest.importorskip("playwright.sync_api", reason="the playwright package is not installed")
 
@@ -26,6 +33,7 @@ from browser import (  # noqa: E402  (after the importorskip)
     PHONE,
     canvas_box,
     assert_answer,
+    canvas_png,
     assert_cleared,
     canvas_ink,
     draw_with_mouse,
@@ -180,3 +188,49 @@ def test_server_error_is_shown(desktop_page):
     page.unroute("**/predict")
     page.click("#clear")
     assert_cleared(page)
+
+
+def test_the_image_the_model_saw_is_shown(desktop_page):
+    page = desktop_page
+    assert page.locator("#seen").is_hidden()  # nothing before a drawing
+    draw_with_mouse(page, 7)
+    assert_answer(page, 7)
+    image = page.locator("#input")
+    sync_api.expect(image).to_be_visible()
+    assert "model saw" in image.get_attribute("alt")
+    assert page.eval_on_selector("#input", "i => [i.naturalWidth, i.naturalHeight]") == [28, 28]
+    assert page.eval_on_selector("#input", "i => getComputedStyle(i).imageRendering") == "pixelated"
+    assert image.bounding_box()["width"] >= 3 * 28, "the 28x28 image is not scaled up"
+    screenshot(page, "model-input-7")
+
+    source = image.get_attribute("src")
+    assert source.startswith("data:image/png;base64,")
+    shown = np.asarray(Image.open(io.BytesIO(base64.b64decode(source.split(",", 1)[1]))))
+    np.testing.assert_array_equal(shown, mnist_like(Image.open(io.BytesIO(canvas_png(page)))))
+
+    page.click("#clear")
+    assert page.locator("#seen").is_hidden()
+    assert_cleared(page)
+
+
+def test_footer_shows_the_serving_models_version(desktop_page, server_url):
+    ready = desktop_page.request.get(server_url + "readyz").json()
+    sync_api.expect(desktop_page.locator("#model")).to_contain_text(ready["model"]["version"])
+
+
+@pytest.mark.parametrize("model, footer", [
+    ({"name": "cnn_mnist", "version": "42", "sha256": "ab" * 32, "canary_accuracy": 0.987},
+     "cnn_mnist 42 · sha256 abababababab · canary accuracy 98.7%"),
+    ({"name": "cnn_mnist", "version": "42", "sha256": "ab" * 32}, "cnn_mnist 42 · sha256 abababababab"),
+])
+def test_footer_shows_the_canary_accuracy_when_the_server_has_one(chromium_browser, server_url, model, footer):
+    context = chromium_browser.new_context(viewport=DESKTOP)
+    try:
+        page = context.new_page()
+        body = json.dumps({"status": "ready", "model": model})
+        page.route("**/readyz", lambda route: route.fulfill(status=200, content_type="application/json", body=body))
+        page.goto(server_url)
+        footer_line = page.locator("footer p")
+        sync_api.expect(footer_line).to_have_text(f"Model: {footer}", timeout=ANSWER_TIMEOUT_MS)
+    finally:
+        context.close()

@@ -15,6 +15,11 @@
     document.querySelectorAll("#probabilities [data-digit]"));
   var statusLine = document.getElementById("status");
   var modelInfo = document.getElementById("model");
+  var canaryInfo = document.getElementById("canary");
+  var seen = document.getElementById("seen");
+  var seenImage = document.getElementById("input");
+  var servingVersion = null;  // the model version the footer's canary accuracy belongs to
+  var modelRequest = false;   // a GET readyz in flight
 
   // Drawing state.
   var drawing = false;
@@ -87,6 +92,8 @@
       bar.querySelector(".bar-fill").style.width = "0%";
       bar.querySelector(".bar-value").textContent = "0.0%";
     });
+    seen.hidden = true;
+    seenImage.removeAttribute("src");
   }
 
   function percent(p) {
@@ -107,15 +114,48 @@
     });
     prediction.textContent = String(data.digit);
     confidence.textContent = percent(Number(probs[data.digit]) || 0) + " confident";
-    if (data.model) {
-      var m = data.model;
-      var text = [m.name, m.version].filter(Boolean).join(" ");
-      if (m.sha256) {
-        text += " · sha256 " + String(m.sha256).slice(0, 12);
-        modelInfo.title = "sha256 " + m.sha256;
-      }
-      modelInfo.textContent = text || "–";
+    if (typeof data.input === "string" && data.input.indexOf("data:image/png;base64,") === 0) {
+      seenImage.src = data.input;
+      seen.hidden = false;
     }
+    if (data.model && data.model.version !== servingVersion) {
+      describeModel(data.model);
+      loadModel();  // another version answers (a reload): fetch its canary accuracy
+    }
+  }
+
+  function describeModel(m) {
+    var text = [m.name, m.version].filter(Boolean).join(" ");
+    if (m.sha256) {
+      text += " · sha256 " + String(m.sha256).slice(0, 12);
+      modelInfo.title = "sha256 " + m.sha256;
+    }
+    modelInfo.textContent = text || "–";
+  }
+
+  // The footer: the serving model and the accuracy it scored on its canary set when it was loaded.
+  function loadModel() {
+    if (modelRequest) {
+      return;
+    }
+    modelRequest = true;
+    fetch("readyz").then(function (res) {
+      return res.ok ? res.json() : null;
+    }).then(function (data) {
+      var m = data && data.model;
+      if (!m) {
+        return;  // not ready (a 503 while loading or draining): the next answer asks again
+      }
+      describeModel(m);
+      canaryInfo.textContent = typeof m.canary_accuracy === "number"
+        ? " · canary accuracy " + percent(m.canary_accuracy)
+        : "";
+      servingVersion = m.version;
+    }).catch(function () {
+      // The server is unreachable: predictions say so in the status line; the footer keeps its text.
+    }).then(function () {
+      modelRequest = false;
+    });
   }
 
   function errorMessage(res, data) {
@@ -146,7 +186,7 @@
 
     var gen = generation;
     controller = typeof AbortController === "function" ? new AbortController() : null;
-    var body = JSON.stringify({ image: canvas.toDataURL("image/png") });
+    var body = JSON.stringify({ image: canvas.toDataURL("image/png"), include_input: true });
 
     fetch("predict", {
       method: "POST",
@@ -288,4 +328,5 @@
     }
   });
   resetResults();
+  loadModel();
 })();
