@@ -47,12 +47,12 @@ def free_port():
         return sock.getsockname()[1]
 
 
-def start_server(name, argv, port, log_path, ready_timeout):
-    """Start the server, poll /readyz every 20 ms; → (Popen, seconds from start to the first 200)."""
+def start_server(name, argv, port, log_path, ready_timeout, checkout=ROOT):
+    """Start the server (its code from `checkout`), poll /readyz every 20 ms; → (Popen, seconds to the first 200)."""
     started = time.monotonic()
     with open(log_path, "wb") as log:
-        env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", PYTHONUNBUFFERED="1")
-        process = subprocess.Popen(argv, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT, env=env,
+        env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", PYTHONUNBUFFERED="1", PYTHONPATH=checkout)
+        process = subprocess.Popen(argv, cwd=checkout, stdout=log, stderr=subprocess.STDOUT, env=env,
                                    start_new_session=True)  # its own group: killed whole, spared our Ctrl-C
     _servers.append(process)
     while time.monotonic() - started < ready_timeout and process.poll() is None:
@@ -106,10 +106,10 @@ def percentile(sorted_values, q):
     return sorted_values[min(len(sorted_values) - 1, int(q / 100 * len(sorted_values)))] if sorted_values else None
 
 
-def bench_server(name, argv, args, bodies, generator, log_dir):
+def bench_server(name, argv, args, bodies, generator, log_dir, checkout=ROOT):
     port = free_port()
     log_path = os.path.join(log_dir, name.split()[0] + ".log")
-    process, ready = start_server(name, argv + ["--port", str(port)], port, log_path, args.ready_timeout)
+    process, ready = start_server(name, argv + ["--port", str(port)], port, log_path, args.ready_timeout, checkout)
     sampler = RssSampler(process.pid)
     sampler.start()
     result = {"server": name, "ready_s": ready, "idle_rss_mb": memory(process.pid),
@@ -157,12 +157,13 @@ def report(results, labels):
     lines.append("")
     by_name = {r["server"].split()[0]: r for r in results}
     ours = by_name.get("cnn-mnist")
-    for reference, label in (("bare", "share of the bare endpoint"), ("naive", "speed-up over the naive server")):
+    for reference, label in (("bare", "share of the bare endpoint"), ("naive", "speed-up over the naive server"),
+                             ("baseline", "throughput against the --compare checkout")):
         if ours and reference in by_name:
             for lv, ref in zip(ours["levels"], by_name[reference]["levels"]):
                 ratio = lv["requests_per_s"] / max(ref["requests_per_s"], 1e-9)
                 lines.append(f"{label} at {lv['clients']} clients: "
-                             + (f"{ratio:.0%}" if reference == "bare" else f"{ratio:.0f}x"))
+                             + (f"{ratio:.0f}x" if reference == "naive" else f"{ratio:.0%}"))
     lines.append("ready (process start to first 200 from /readyz): "
                  + ", ".join(f"{r['server']} {r['ready_s']:.2f} s" for r in results))
     for r in results:
@@ -189,6 +190,8 @@ def parse_args(argv=None):
     add("--batch", type=int, default=1, help="images per request (default 1); predictions = requests x batch")
     add("--skip-naive", action="store_true", help="leave out the naive server")
     add("--skip-bare", action="store_true", help="leave out the bare Flask + waitress endpoint")
+    add("--compare", metavar="CHECKOUT", help="also measure the cnn-mnist of another checkout (e.g. a git worktree "
+        "of an older commit) in the same run, with the same flags")
     add("--threads", type=int, help="waitress threads for cnn-mnist and the bare endpoint (default: cnn-mnist's)")
     add("--json", metavar="OUT", help="write the results here")
     add("--processes", type=int, default=2, help="load-generator processes (default 2)")
@@ -233,16 +236,20 @@ def main(argv=None) -> int:
             print(f"bench: {os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.2f}; {args.seconds:g} s a level "
                   f"after {args.warmup:g} s warm-up; {args.batch} image(s) a request", flush=True)
             threads = ["--threads", str(args.threads)] if args.threads else []
-            servers = [(f"cnn-mnist ({args.backend or 'default backend'})",
-                        [sys.executable, "-m", "cnn_mnist.serve", "--model", model, *threads]
-                        + (["--backend", args.backend] if args.backend else []) + shlex.split(args.server_args))]
+            ours = ([sys.executable, "-m", "cnn_mnist.serve", "--model", model, *threads]
+                    + (["--backend", args.backend] if args.backend else []) + shlex.split(args.server_args))
+            servers = [(f"cnn-mnist ({args.backend or 'default backend'})", ours, ROOT)]
+            if args.compare:
+                servers.append((f"baseline cnn-mnist ({os.path.abspath(args.compare)})", ours,
+                                os.path.abspath(args.compare)))
             if not args.skip_bare:
                 servers.insert(0, ("bare Flask + waitress (parses the body, answers a constant)",
-                                   [sys.executable, os.path.join(ROOT, "bench", "bare_server.py"), *threads]))
+                                   [sys.executable, os.path.join(ROOT, "bench", "bare_server.py"), *threads], ROOT))
             if not args.skip_naive:
                 servers.append(("naive (Flask + model.predict)", [sys.executable, os.path.join(ROOT, "bench",
-                                "naive_server.py"), "--model", model, "--backend", "tensorflow"]))
-            results = [bench_server(name, argv, args, bodies, generator, tmp) for name, argv in servers]
+                                "naive_server.py"), "--model", model, "--backend", "tensorflow"], ROOT))
+            results = [bench_server(name, argv, args, bodies, generator, tmp, checkout)
+                       for name, argv, checkout in servers]
         finally:
             generator.close()  # first, so that a server told to drain is not kept busy by our clients
             stop_servers()
