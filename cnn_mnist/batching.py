@@ -16,17 +16,20 @@ import numpy as np
 
 
 class _Request:
-    __slots__ = ("images", "woken", "leads", "result", "error")
+    __slots__ = ("images", "predictor", "woken", "leads", "result", "error")
 
-    def __init__(self, images):
-        self.images, self.woken, self.leads, self.result, self.error = images, threading.Event(), False, None, None
+    def __init__(self, images, predictor):
+        self.images, self.predictor, self.woken = images, predictor, threading.Event()
+        self.leads, self.result, self.error = False, None, None
 
 
 class MicroBatcher:
     """Runs the forward passes of concurrent `predict` calls together, at most `max_batch_size` images a pass.
 
     `get_predictor` is called once per pass, so a model swapped in between passes serves the next one
-    while the pass already running finishes on the model it started with. `max_delay` (seconds) lets a
+    while the pass already running finishes on the model it started with. A request that names its own
+    predictor (a version or a label) keeps it even if a reload retires that version meanwhile; a batch
+    holding requests for several predictors runs one forward pass per predictor. `max_delay` (seconds) lets a
     leader whose batch is not full wait that long after its own arrival for more requests; 0 never waits.
     """
 
@@ -37,12 +40,13 @@ class MicroBatcher:
         self._queue = deque()
         self._running = False  # a leader is between taking a batch and handing the lead on
 
-    def predict(self, images: np.ndarray, timeout: float = 30.0):
+    def predict(self, images: np.ndarray, timeout: float = 30.0, predictor=None):
         """(N, 28, 28, 1) float32 images → (probabilities (N, 10), the ModelInfo of the model that answered).
 
+        `predictor`: the model to answer with; by default the one `get_predictor` gives at the pass.
         Raises TimeoutError when no answer came within `timeout` seconds, and whatever the forward pass raised.
         """
-        request, arrived = _Request(images), time.monotonic()
+        request, arrived = _Request(images, predictor), time.monotonic()
         with self._lock:
             self._queue.append(request)
             leads = request.leads = not self._running
@@ -98,14 +102,22 @@ class MicroBatcher:
         return batch
 
     def _execute(self, batch):
-        predictor = self.get_predictor()
+        default, groups = self.get_predictor(), {}
+        for request in batch:
+            predictor = request.predictor or default
+            groups.setdefault(id(predictor), (predictor, []))[1].append(request)
+        for predictor, requests in groups.values():
+            self._execute_on(predictor, requests)
+
+    def _execute_on(self, predictor, batch):
         try:
             images = batch[0].images if len(batch) == 1 else np.concatenate([r.images for r in batch])
             probabilities = predictor.predict(images)
         except Exception as error:  # every request of the pass gets the failure; the batcher goes on
             for request in batch:
                 request.error = error
-                request.woken.set()
+                if not request.leads:
+                    request.woken.set()
             return
         self.on_batch(len(probabilities))
         start = 0

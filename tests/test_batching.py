@@ -143,3 +143,25 @@ def test_max_delay_lets_a_leader_wait_for_company():
     threads[0].join(10)
     assert predictor.passes == [2]  # ... and the batch, now full, goes at once
     assert results[0][0].argmax(axis=1).tolist() == [1]
+
+
+def test_requests_for_other_predictors_share_the_wait_but_not_the_pass():
+    default, pinned = FakePredictor("default"), FakePredictor("version 3")
+    default.gate.clear()
+    batcher = MicroBatcher(lambda: default, max_delay=0)
+    first_threads, _ = run_concurrently(batcher, [digits(0)])
+    assert default.entered.wait(10)
+    results = {}
+    calls = [("a", digits(1), None), ("b", digits(2), pinned), ("c", digits(3), None), ("d", digits(4), pinned)]
+    threads = [threading.Thread(target=lambda k=k, x=x, p=p: results.__setitem__(k, batcher.predict(x, 10, p)))
+               for k, x, p in calls]
+    for thread in threads:
+        thread.start()
+    while len(batcher._queue) < len(calls):
+        threading.Event().wait(0.01)
+    default.gate.set()
+    for thread in first_threads + threads:
+        thread.join(10)
+    assert default.passes == [1, 2] and pinned.passes == [2]  # one pass per predictor in the shared batch
+    assert {k: (r[0].argmax(axis=1).tolist(), r[1]) for k, r in results.items()} == {
+        "a": ([1], "default"), "b": ([2], "version 3"), "c": ([3], "default"), "d": ([4], "version 3")}
