@@ -1,0 +1,112 @@
+"""Reload memory: does RSS come back after many SIGHUP swaps? (issue 8 §6)
+
+    .venv/bin/python bench/reload_memory.py [--model out/model.keras] [--reloads 50]
+
+Builds a versions directory holding the model twice (1/ and 2/, the second with a shifted output bias
+so that its file differs), starts `cnn-mnist` on it, and measures RSS once the fresh server has
+answered a few requests. Then, `--reloads` times: repoint the `current` label to the other version,
+send SIGHUP, and wait until /readyz shows the new version (each reload loads, warms and canary-scores
+a model and retires the old one). RSS is sampled every 20 ms throughout. The report gives the fresh
+RSS, the peak, RSS after every 10th reload and at the end, and the end's ratio to the fresh server
+(the goal: within 10 %).
+"""
+
+import argparse
+import atexit
+import http.client
+import json
+import os
+import signal
+import sys
+import tempfile
+import time
+
+from loadgen import HOST, RssSampler, memory
+from serve import ROOT, free_port, start_server, stop_servers
+
+
+def make_versions(model, directory):
+    """versions 1/ (the model) and 2/ (the same with one output bias shifted: another file, same quality)."""
+    import keras
+
+    for version, shift in (("1", 0.0), ("2", 0.25)):
+        os.makedirs(os.path.join(directory, version))
+        loaded = keras.saving.load_model(model, compile=False)
+        weights = loaded.get_weights()
+        weights[-1][0] += shift
+        loaded.set_weights(weights)
+        loaded.save(os.path.join(directory, version, "model.keras"))
+    os.symlink("1", os.path.join(directory, "current"))
+
+
+def get_json(port, path):
+    conn = http.client.HTTPConnection(HOST, port, timeout=30)
+    conn.request("GET", path)
+    body = json.loads(conn.getresponse().read())
+    conn.close()
+    return body
+
+
+def predict(port, count):
+    body = json.dumps({"pixels": [[0.0] * 28] * 28})
+    conn = http.client.HTTPConnection(HOST, port, timeout=30)
+    for _ in range(count):
+        conn.request("POST", "/predict", body, {"Content-Type": "application/json"})
+        response = conn.getresponse()
+        response.read()
+        assert response.status == 200, response.status
+    conn.close()
+
+
+def repoint(directory, version):
+    link = os.path.join(directory, "current")
+    os.symlink(version, link + ".new")
+    os.replace(link + ".new", link)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--model", default=os.path.join(ROOT, "out", "model.keras"))
+    parser.add_argument("--reloads", type=int, default=50)
+    parser.add_argument("--timeout", type=float, default=120, help="seconds one reload may take")
+    args = parser.parse_args()
+    atexit.register(stop_servers)
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(1))
+    with tempfile.TemporaryDirectory() as tmp:
+        versions = os.path.join(tmp, "versions")
+        make_versions(args.model, versions)
+        port = free_port()
+        argv = [sys.executable, "-m", "cnn_mnist.serve", "--model", versions, "--port", str(port)]
+        process, ready = start_server("cnn-mnist", argv, port, os.path.join(tmp, "server.log"), 300)
+        predict(port, 20)
+        fresh = memory(process.pid)["VmRSS"]
+        sampler = RssSampler(process.pid)
+        sampler.start()
+        rows, seconds = [], []
+        for reload in range(1, args.reloads + 1):
+            target = "2" if reload % 2 else "1"
+            repoint(versions, target)
+            started = time.monotonic()
+            process.send_signal(signal.SIGHUP)
+            while get_json(port, "/readyz")["model"]["version"] != target:
+                if time.monotonic() - started > args.timeout:
+                    raise SystemExit(f"bench: reload {reload} did not finish in {args.timeout} s")
+                time.sleep(0.05)
+            seconds.append(time.monotonic() - started)
+            predict(port, 5)
+            if reload % 10 == 0 or reload == args.reloads:
+                rows.append((reload, memory(process.pid)["VmRSS"]))
+        peak = sampler.overall["VmRSS"]
+        sampler.stopped = True
+    print(f"cnn-mnist reload memory, {args.reloads} SIGHUP swaps between two versions "
+          f"(ready in {ready:.1f} s; a reload took {min(seconds):.1f}-{max(seconds):.1f} s)")
+    print(f"{'after':>14} {'RSS MB':>8} {'vs fresh':>9}")
+    print(f"{'fresh server':>14} {fresh:8.0f} {'1.00':>9}")
+    for reload, rss in rows:
+        print(f"{f'{reload} reloads':>14} {rss:8.0f} {rss / fresh:9.2f}")
+    print(f"{'peak':>14} {peak:8.0f} {peak / fresh:9.2f}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
