@@ -31,13 +31,21 @@ def load_canary(path=None) -> CanarySet:
     """Load and validate a canary set (the shipped one when `path` is None); raise UsageError if it is not MNIST."""
     path = str(path or SHIPPED)
     if os.path.isdir(path):
-        images, labels = (_read_idx(_find_idx_file(path, IDX_FILES[key])) for key in ("x_test", "y_test"))
+        images, labels = (_read_idx(_find_test_file(path, IDX_FILES[key])) for key in ("x_test", "y_test"))
     elif os.path.isfile(path):
         images, labels = _load_npz_test_set(path)
     else:
         raise UsageError(f"canary set not found: {path}")
     _validate(images, labels, path)
     return CanarySet(to_model_input(images), labels.astype(np.int64), path)
+
+
+def _find_test_file(directory, stem):
+    try:
+        return _find_idx_file(directory, stem)
+    except UsageError:
+        raise UsageError(f"{directory}: not an MNIST canary set, no {stem}[.gz] in it "
+                         "(an IDX canary directory needs the two t10k files)") from None
 
 
 def _load_npz_test_set(path):

@@ -216,7 +216,9 @@ class ModelStore:
             layout = scan(self.location)
         except (ModelCheckError, OSError) as error:
             return self._refused(str(error))
-        failures = dict(layout.broken)
+        present = {*layout.models, *layout.broken}
+        failures = {v: error for v, error in self.failures.items() if v in present}  # kept until it loads
+        failures.update(layout.broken)
         versions = {}
         for version in _wanted(layout) - set(layout.broken):
             current = old.versions.get(version)
@@ -226,6 +228,7 @@ class ModelStore:
                     versions[version] = current
                 else:
                     versions[version] = self._load(path, version, reference=old.default_version)
+                failures.pop(version, None)
             except (ModelCheckError, OSError) as error:  # OSError: the file went away while we read it
                 failures[version] = error if isinstance(error, ModelCheckError) else ModelCheckError(str(error), "UNAVAILABLE")
         labels = {}
@@ -241,10 +244,11 @@ class ModelStore:
             default = old.default
             versions.setdefault(default, old.default_version)
         self.failures, self.versions = failures, tuple(sorted({*layout.models, *layout.broken}, key=int))
-        problems = [str(error) for error in (*layout.label_errors.values(), *failures.values())]
-        for problem in problems:
-            log.error("reload: %s", problem)
         new = Serving(versions, labels, default)
+        problems = [str(error) for error in (*layout.label_errors.values(), *(failures[v] for v in failures
+                                                                              if v in _wanted(layout)))]
+        for problem in problems:
+            log.error("reload refused, still serving version %s: %s", default, problem)
         if _same(new, old):
             self.last_error = "; ".join(problems)
             if problems:

@@ -260,7 +260,7 @@ def test_sighup_swaps_versions_under_load_and_refuses_bad_models(tmp_path, train
     assert available == ["2"]
     assert {entry["version"] for entry in status["model_version_status"]} >= {"1", "2"}
     refusals = [line for line in log.splitlines() if "reload refused, still serving version 2" in line]
-    assert len(refusals) == 2 and "cannot load" in refusals[0] and "(None, 5)" in refusals[1], log
+    assert len(refusals) == 2 and "corrupt or truncated" in refusals[0] and "(None, 5)" in refusals[1], log
 
 
 @pytest.mark.slow
