@@ -77,7 +77,7 @@ def test_missing_or_wrong_model_is_a_one_line_error(tmp_path):
     (tmp_path / "model.txt").write_text("not a model")
     assert_usage_error(run_cli("--model", tmp_path / "model.txt", "--port", free_port()), ".keras or .h5")
     (tmp_path / "bad.keras").write_bytes(os.urandom(2048))
-    assert_usage_error(run_cli("--model", tmp_path / "bad.keras", "--port", free_port()), "cannot load")
+    assert_usage_error(run_cli("--model", tmp_path / "bad.keras", "--port", free_port()), "corrupt or truncated")
 
 
 def launch(*args, env):
