@@ -11,6 +11,7 @@ import os
 import shutil
 import signal
 import struct
+import threading
 
 import numpy as np
 import pytest
@@ -18,6 +19,7 @@ from conftest import DATASET, ROOT, metric, start_server
 from model_variants import confuses_zero_and_one, save_variant, wrong_everywhere
 from test_serve import Hammer, assert_usage_error, get, run_cli, stop, wait_until
 
+from cnn_mnist import model_store
 from cnn_mnist.app import create_app
 from cnn_mnist.canary import SHIPPED, load_canary
 from cnn_mnist.errors import UsageError
@@ -106,6 +108,38 @@ def test_the_floor_can_be_lowered_and_the_score_is_published(tmp_path, trained_m
     assert 0.5 < accuracy < 0.85  # 211 of the 1,000 digits are 0s and 1s, all now wrong
     text = client.get("/metrics").get_data(as_text=True)
     assert metric(text, "cnn_mnist_canary_accuracy", version="1") == accuracy
+
+
+def test_requests_are_answered_while_a_candidate_is_scored(tmp_path, trained_model, test_set, monkeypatch):
+    for version in ("1", "2"):
+        (tmp_path / version).mkdir()
+        shutil.copy(trained_model / "model.keras", tmp_path / version / "model.keras")
+    os.symlink("1", tmp_path / "current")
+    app = create_app({"MODEL": str(tmp_path)})
+    client, store = app.test_client(), app.extensions["cnn_mnist"].store
+    scoring, release = threading.Event(), threading.Event()
+
+    def held_score(predictor, canary):  # holds the reload inside the candidate's canary check
+        scoring.set()
+        release.wait(timeout=60)
+        return score(predictor, canary)
+
+    score = model_store.score
+    monkeypatch.setattr(model_store, "score", held_score)
+    os.symlink("2", tmp_path / "current.new")
+    os.replace(tmp_path / "current.new", tmp_path / "current")
+    reload = store.reload_in_background()
+    try:
+        assert scoring.wait(timeout=60)
+        for image in test_set[0][:5]:
+            answer = client.post("/predict", json={"pixels": image.tolist()})
+            assert answer.status_code == 200 and answer.json["model"]["version"] == "1"
+        states = {s["version"]: s["state"] for s in client.get(f"/{TF}").json["model_version_status"]}
+        assert states == {"2": "LOADING", "1": "AVAILABLE"}
+    finally:
+        release.set()
+        reload.join(timeout=120)
+    assert client.get("/readyz").json["model"]["version"] == "2"
 
 
 @pytest.fixture(scope="module")
