@@ -13,9 +13,6 @@ reload also when it scores more than `max_regression` below the default model no
 or broken version leaves what served before in place and carries its error in the status.
 """
 
-import ctypes
-import ctypes.util
-import gc
 import logging
 import os
 import threading
@@ -23,6 +20,7 @@ from dataclasses import dataclass, field
 
 from .canary import CanarySet, score
 from .data import sha256_file
+from .heap import pin_mmap_threshold, release_memory
 from .inference import ModelCheckError, Predictor
 
 log = logging.getLogger(__name__)
@@ -140,6 +138,7 @@ class ModelStore:
         self.loading = None  # the version being loaded, if any
         self.failures = {}  # version -> the ModelCheckError that kept it from serving
         self.last_error = ""
+        pin_mmap_threshold()  # before the first model: its buffers then never settle in the heap
         layout = scan(location)
         for error in layout.label_errors.values():
             raise error
@@ -297,17 +296,3 @@ def _same(new: Serving, old: Serving) -> bool:
     return (new.default, new.labels) == (old.default, old.labels) and new.versions.keys() == old.versions.keys() and all(
         new.versions[v] is old.versions[v] for v in new.versions
     )
-
-
-_LIBC = ctypes.CDLL(ctypes.util.find_library("c")) if ctypes.util.find_library("c") else None
-
-
-def release_memory() -> None:
-    """Free what a retired model held: its reference cycles (model ↔ compiled function) and the heap it grew.
-
-    Without the collection the cycles wait for a generation-2 pass; without `malloc_trim` glibc keeps the
-    freed arenas, and RSS stays at its peak.
-    """
-    gc.collect()
-    if _LIBC is not None and hasattr(_LIBC, "malloc_trim"):
-        _LIBC.malloc_trim(0)

@@ -1,8 +1,11 @@
 """Reloads do not leak: RSS stays bounded over repeated SIGHUP swaps under traffic (issue 8 §6).
 
-Before the fix, each swap left the retired model's reference cycles and heap behind: under the same
-traffic this grew RSS by about 5-10 MB per reload here (bench/reload_memory.py, README). The test
-allows 4 MB per reload after the first three, well above what a fixed server shows and well below the leak.
+The server runs with its default 32 threads. Without cnn_mnist/heap.py, RSS climbed by about 22 MB per
+reload here (698 → 1,033 MB in 15 reloads); with only the garbage collection and malloc_trim, by about
+12 MB; with the mmap threshold pinned as well, the first reloads add some 20 MB and later ones almost
+nothing (697 → 724 MB). The test allows 80 MB over the server before any reload (after the same
+traffic): about 11 % of a fresh server, three times what the fixed server shows, and crossed by the
+leak within four reloads.
 """
 
 import json
@@ -18,8 +21,7 @@ from model_variants import nudged, save_variant
 from test_serve import Hammer, get, stop
 
 RELOADS = 15
-SETTLED_AFTER = 3  # the first reloads allocate what every later one reuses
-MB_PER_RELOAD = 4
+MAX_GROWTH_MB = 80
 
 
 def rss_mb(pid) -> float:
@@ -34,12 +36,13 @@ def test_rss_does_not_grow_with_reloads_under_load(tmp_path, trained_model):
     shutil.copy(trained_model / "model.keras", versions / "1" / "model.keras")
     save_variant(trained_model / "model.keras", versions / "2" / "model.keras", nudged)
     os.symlink("1", versions / "current")
-    process, url = start_server(versions, "--threads", 8)
+    process, url = start_server(versions)  # 32 threads, as in production
     with np.load(DATASET) as data:
         hammer = Hammer(url, {"pixels": data["x_test"][0].tolist()}, threads=2)
     samples = {}
     try:
         hammer.wait_for(50)
+        before = rss_mb(process.pid)
         for reload in range(1, RELOADS + 1):
             target = "2" if reload % 2 else "1"
             os.symlink(target, versions / "current.new")
@@ -55,5 +58,4 @@ def test_rss_does_not_grow_with_reloads_under_load(tmp_path, trained_model):
         results = hammer.stop()
         stop(process)
     assert all(status == 200 for thread in results for status, _ in thread)
-    growth = samples[RELOADS] - samples[SETTLED_AFTER]
-    assert growth < MB_PER_RELOAD * (RELOADS - SETTLED_AFTER), samples
+    assert max(samples.values()) - before < MAX_GROWTH_MB, (before, samples)
