@@ -3,13 +3,13 @@
     .venv/bin/python bench/reload_memory.py [--model out/model.keras] [--reloads 50] [--clients 2]
 
 Builds a versions directory holding the model twice (1/ and 2/, the second with a shifted output bias
-so that its file differs), starts `cnn-mnist` on it, starts `--clients` threads sending requests
-without pause, and after `--settle` seconds of that traffic takes the fresh server's RSS (so the
-reference has seen the same traffic, and only the reloads differ). Then, `--reloads` times: repoint the `current` label to the other version,
-send SIGHUP, and wait until /readyz shows the new version (each reload loads, warms and canary-scores
-a model and retires the old one), while `--clients` threads keep sending requests. RSS is sampled every 20 ms throughout. The report gives the fresh
-RSS, the peak, RSS after every 10th reload and at the end, and the end's ratio to the fresh server
-(the goal: within 10 %).
+so that its file differs), starts `cnn-mnist` on it (default settings: 32 threads), starts `--clients`
+threads sending requests without pause, and after `--settle` seconds of that traffic takes the fresh
+server's RSS (so the reference has seen the same traffic, and only the reloads differ). Then,
+`--reloads` times: repoint the `current` label to the other version, send SIGHUP, and wait until
+/readyz shows the new version (each reload loads, warms and canary-scores a model and retires the old
+one). RSS is sampled every 20 ms throughout. The report gives the fresh RSS, the peak, RSS after every
+10th reload and at the end, and their ratio to the fresh server (the goal: within 10 %).
 """
 
 import argparse

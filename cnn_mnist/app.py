@@ -45,7 +45,12 @@ class OtherModelName(BaseConverter):
 
 
 class VersionNumber(BaseConverter):
+    """A version in a URL: digits, read as TF Serving reads them (`007` is version 7)."""
+
     regex = r"\d+"
+
+    def to_python(self, value):
+        return str(int(value))
 
 
 class VersionLabel(BaseConverter):
@@ -185,7 +190,7 @@ def _version_request() -> dict:
         raise InputError('"version" must be a version number such as 2 or "2"')
     if "label" in chosen and not isinstance(chosen["label"], str):
         raise InputError('"label" must be a string such as "stable"')
-    return {key: str(value) for key, value in chosen.items()}
+    return {key: str(int(value)) if key == "version" else value for key, value in chosen.items()}
 
 
 def _predict_request(max_pixels: int):

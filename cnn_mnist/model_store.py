@@ -228,8 +228,10 @@ class ModelStore:
                 else:
                     versions[version] = self._load(path, version, reference=old.default_version)
                 failures.pop(version, None)
-            except (ModelCheckError, OSError) as error:  # OSError: the file went away while we read it
-                failures[version] = error if isinstance(error, ModelCheckError) else ModelCheckError(str(error), "UNAVAILABLE")
+            except ModelCheckError as error:
+                failures[version] = error
+            except OSError as error:  # the file went away while we read it
+                failures[version] = ModelCheckError(str(error), "UNAVAILABLE")
         labels = {}
         for label, version in {**layout.labels, **dict.fromkeys(layout.label_errors)}.items():
             previous = old.labels.get(label)
@@ -244,8 +246,8 @@ class ModelStore:
             versions.setdefault(default, old.default_version)
         self.failures, self.versions = failures, tuple(sorted({*layout.models, *layout.broken}, key=int))
         new = Serving(versions, labels, default)
-        problems = [str(error) for error in (*layout.label_errors.values(), *(failures[v] for v in failures
-                                                                              if v in _wanted(layout)))]
+        wanted_failures = [error for version, error in failures.items() if version in _wanted(layout)]
+        problems = [str(error) for error in (*layout.label_errors.values(), *wanted_failures)]
         for problem in problems:
             log.error("reload refused, still serving version %s: %s", default, problem)
         if _same(new, old):
@@ -293,6 +295,6 @@ def _wanted(layout: Layout) -> set:
 
 
 def _same(new: Serving, old: Serving) -> bool:
-    return (new.default, new.labels) == (old.default, old.labels) and new.versions.keys() == old.versions.keys() and all(
-        new.versions[v] is old.versions[v] for v in new.versions
-    )
+    if (new.default, new.labels, new.versions.keys()) != (old.default, old.labels, old.versions.keys()):
+        return False
+    return all(new.versions[version] is old.versions[version] for version in new.versions)

@@ -55,7 +55,8 @@ def serve(directory, **config):
 
 
 def states(client, path=TF):
-    return {s["version"]: (s["state"], s["status"]["error_code"]) for s in client.get(path).json["model_version_status"]}
+    status = client.get(path).json["model_version_status"]
+    return {entry["version"]: (entry["state"], entry["status"]["error_code"]) for entry in status}
 
 
 def probabilities(model_file, images):
@@ -98,7 +99,8 @@ def test_unknown_versions_and_labels_get_tf_servings_errors(tmp_path, trained_mo
     instances = {"instances": (digits[..., None] / 255).tolist()}
 
     unserved = client.post(f"{TF}/versions/1:predict", json=instances)  # on disk, not labelled: not served
-    assert (unserved.status_code, unserved.json) == (404, {"error": "Servable not found for request: Specific(cnn-mnist, 1)"})
+    assert unserved.status_code == 404
+    assert unserved.json == {"error": "Servable not found for request: Specific(cnn-mnist, 1)"}
     assert client.post(f"{TF}/versions/9:predict", json=instances).status_code == 404
     label = client.post(f"{TF}/labels/canary:predict", json=instances)
     assert (label.status_code, label.json) == (400, {"error": "Unrecognized servable version label: canary"})
@@ -109,6 +111,7 @@ def test_unknown_versions_and_labels_get_tf_servings_errors(tmp_path, trained_mo
 
     assert states(client, f"{TF}/versions/1") == {"1": ("END", "OK")}
     assert states(client, f"{TF}/labels/stable") == {"2": ("AVAILABLE", "OK")}
+    assert states(client, f"{TF}/versions/002") == {"2": ("AVAILABLE", "OK")}  # a number, as TF Serving reads it
     assert client.get(f"{TF}/versions/2/metadata").json["model_spec"]["version"] == "2"
     assert client.get(f"{TF}/labels/stable/metadata").json["model_spec"]["version"] == "2"
 
