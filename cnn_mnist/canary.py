@@ -17,7 +17,7 @@ from .data import IDX_FILES, IMAGE_SHAPE, NUM_CLASSES, _find_idx_file, _read_idx
 from .errors import UsageError
 from .preprocessing import to_model_input
 
-SHIPPED = Path(__file__).parent / "canary" / "mnist-t10k-first1000.npz"
+SHIPPED = Path(__file__).parent / "canary-data" / "mnist-t10k-first1000.npz"
 
 
 @dataclass(frozen=True)
