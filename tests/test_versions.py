@@ -9,14 +9,19 @@ INVALID_ARGUMENT (400, "Unrecognized servable version label: L"), as in TF Servi
 its http_rest_api_handler_test.cc.
 """
 
+import io
+import json
 import os
 import shutil
+import signal
 
 import keras
 import numpy as np
 import pytest
-from conftest import DATASET, metric
+from PIL import Image
+from conftest import DATASET, metric, start_server
 from model_variants import nudged, save_variant
+from test_serve import Hammer, get, stop, wait_until
 
 from cnn_mnist.app import create_app
 from cnn_mnist.inference import ModelCheckError
@@ -89,6 +94,10 @@ def test_labelled_versions_serve_side_by_side_as_tf_serving_does(tmp_path, train
     pixels = digits[0].tolist()
     for extra, version in (({"version": 3}, "3"), ({"version": "2"}, "2"), ({"label": "canary"}, "3"), ({}, "2")):
         assert client.post("/predict", json={"pixels": pixels, **extra}).json["model"]["version"] == version
+    png = io.BytesIO()
+    Image.fromarray(digits[0]).save(png, "PNG")
+    upload = {"image": (io.BytesIO(png.getvalue()), "digit.png"), "label": "canary"}  # a form field beside the file
+    assert client.post("/predict", data=upload, content_type="multipart/form-data").json["model"]["version"] == "3"
 
 
 def test_unknown_versions_and_labels_get_tf_servings_errors(tmp_path, trained_model, digits):
@@ -243,3 +252,51 @@ def test_versions_appear_change_and_disappear_on_reload(tmp_path, trained_model,
     assert store.reload() is True
     assert states(client) == {"3": ("AVAILABLE", "OK"), "2": ("END", "OK")}
     assert client.get("/readyz").json["model"]["version"] == "3"
+
+
+@pytest.mark.slow
+def test_versions_appear_change_and_disappear_under_load_without_a_failed_request(tmp_path, trained_model, digits):
+    """A canary appears, is promoted to stable, and the old versions go, while clients ask for both."""
+    versions = tmp_path / "versions"
+    versions.mkdir()
+    for version in ("1", "2"):
+        add_version(versions, version, trained_model / "model.keras")
+    os.symlink("1", versions / "stable")
+    process, url = start_server(versions)
+    pixels = digits[0].tolist()
+    default = Hammer(url, {"pixels": pixels}, threads=2)
+    stable = Hammer(url, {"pixels": pixels, "label": "stable"}, threads=2)
+
+    def served():
+        return {s["version"]: s["state"] for s in json.loads(get(url + TF.lstrip("/")))["model_version_status"]}
+
+    try:
+        for hammer in (default, stable):
+            hammer.wait_for(10)
+        staging = versions / ".staging-3"
+        staging.mkdir()
+        shutil.copy(trained_model / "model.keras", staging / "model.keras")
+        staging.rename(versions / "3")
+        os.symlink("3", versions / "canary")
+        process.send_signal(signal.SIGHUP)
+        wait_until(lambda: served() == {"3": "AVAILABLE", "2": "END", "1": "AVAILABLE"})
+        stable.wait_for(10)
+        relabel(versions, "stable", "3")  # the promotion
+        os.remove(versions / "canary")
+        process.send_signal(signal.SIGHUP)
+        wait_until(lambda: served() == {"3": "AVAILABLE", "2": "END", "1": "END"})
+        stable.wait_for(10)
+        shutil.rmtree(versions / "1")
+        shutil.rmtree(versions / "2")
+        process.send_signal(signal.SIGHUP)
+        wait_until(lambda: served() == {"3": "AVAILABLE"})
+        for hammer in (default, stable):
+            hammer.wait_for(10)
+    finally:
+        answers = [answer for hammer in (default, stable) for thread in hammer.stop() for answer in thread]
+        stop(process)
+    assert [answer for answer in answers if answer[0] != 200] == []
+    for hammer in (default, stable):
+        for thread in hammer.results:
+            seen = [version for _, version in thread]
+            assert seen[0] == "1" and seen[-1] == "3" and seen == sorted(seen), seen  # 1 … 1 3 … 3, never back
