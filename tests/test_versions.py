@@ -300,3 +300,20 @@ def test_versions_appear_change_and_disappear_under_load_without_a_failed_reques
         for thread in hammer.results:
             seen = [version for _, version in thread]
             assert seen[0] == "1" and seen[-1] == "3" and seen == sorted(seen), seen  # 1 … 1 3 … 3, never back
+
+
+def test_labels_through_a_linked_versions_directory(tmp_path):
+    """NixOS: MODEL is an /etc link to a store directory whose labels may be absolute store paths."""
+    store = tmp_path / "store" / "xyz-cnn-mnist-versions"
+    for version in ("1", "2"):
+        (tmp_path / "store" / f"m{version}").mkdir(parents=True)
+        (tmp_path / "store" / f"m{version}" / "model.keras").write_bytes(b"scan only looks for the file")
+    store.mkdir()
+    os.symlink(tmp_path / "store" / "m1", store / "1")
+    os.symlink(tmp_path / "store" / "m2", store / "2")
+    os.symlink(store / "2", store / "stable")  # absolute, through the store path of the directory
+    os.symlink("1", store / "canary")
+    os.symlink(store, tmp_path / "etc-models")
+    layout = scan(str(tmp_path / "etc-models"))
+    assert (layout.default, layout.labels, layout.label_errors) == ("2", {"canary": "1", "stable": "2"}, {})
+    assert layout.models["2"] == str(tmp_path / "etc-models" / "2" / "model.keras")
