@@ -274,7 +274,10 @@ class ModelStore:
         return thread
 
     def status(self, only=None) -> list:
-        """TensorFlow Serving's model_version_status: served versions AVAILABLE, a failed one END with its error."""
+        """TensorFlow Serving's model_version_status: served versions AVAILABLE, a failed one END with its error.
+
+        Each served version also carries its `canary_accuracy`.
+        """
         serving, loading = self.serving, self.loading
         states = {version: ("END", "OK", "") for version in self.versions}
         for version, error in self.failures.items():
@@ -283,11 +286,14 @@ class ModelStore:
             states[version] = ("AVAILABLE", "OK", "")
         if loading and loading not in serving.versions:
             states[loading] = ("LOADING", "OK", "")
-        return [
-            {"version": version, "state": state, "status": {"error_code": code, "error_message": message}}
-            for version, (state, code, message) in sorted(states.items(), key=lambda item: -int(item[0]))
-            if only is None or version == only
-        ]
+        listed = []
+        for version, (state, code, message) in sorted(states.items(), key=lambda item: -int(item[0])):
+            if only is None or version == only:
+                entry = {"version": version, "state": state, "status": {"error_code": code, "error_message": message}}
+                if state == "AVAILABLE":  # our one field beyond TF Serving's (a strict proto parser ignores it)
+                    entry["canary_accuracy"] = serving.versions[version].canary_accuracy
+                listed.append(entry)
+        return listed
 
 
 def _wanted(layout: Layout) -> set:
