@@ -16,11 +16,12 @@ from werkzeug.routing import BaseConverter
 
 from . import openapi
 from .batching import MicroBatcher
+from .canary import CanarySet, load_canary
 from .defaults import SERVER
 from .inputs import InputError, decode_base64_image, decode_image, pixel_array, tf_serving_input
 from .jsonio import FastJSONProvider
 from .metrics import Metrics
-from .model_store import ModelStore
+from .model_store import ModelStore, NotServed
 from .preprocessing import png_data_url, to_model_input
 
 log = logging.getLogger(__name__)
@@ -31,6 +32,9 @@ DEFAULTS = {
     "MAX_BATCH_DELAY_MS": SERVER["max_batch_delay_ms"],  # how long a request may wait for others to share its batch
     "MAX_BODY_BYTES": SERVER["max_body_bytes"],
     "MAX_IMAGE_PIXELS": 4096 * 4096,  # larger uploads are refused before decoding (decompression bombs)
+    "CANARY": None,  # a path (Keras mnist.npz or IDX directory), a loaded CanarySet, or None for the shipped set
+    "MIN_ACCURACY": SERVER["min_accuracy"],  # canary accuracy below which a model never serves
+    "MAX_REGRESSION": SERVER["max_regression"],  # how far below the serving model a reloaded one may score
 }
 
 
@@ -38,6 +42,19 @@ class OtherModelName(BaseConverter):
     """A model name in a TF Serving URL that is not ours: those get TF Serving's 404, ours its 405s."""
 
     regex = rf"(?!{re.escape(MODEL_NAME)}(?![^/:]))[^/]+"
+
+
+class VersionNumber(BaseConverter):
+    """A version in a URL: digits, read as TF Serving reads them (`007` is version 7)."""
+
+    regex = r"\d+"
+
+    def to_python(self, value):
+        return str(int(value))
+
+
+class VersionLabel(BaseConverter):
+    regex = r"[^/:]+"
 
 
 def create_app(config=None) -> Flask:
@@ -48,8 +65,16 @@ def create_app(config=None) -> Flask:
     app.json = FastJSONProvider(app)
 
     metrics = Metrics()
-    store = ModelStore(app.config["MODEL"], app.config["MAX_BATCH_SIZE"], on_swap=metrics.record_swap)
-    metrics.record_model(store.predictor.info)
+    canary = app.config["CANARY"]
+    store = ModelStore(
+        app.config["MODEL"],
+        canary if isinstance(canary, CanarySet) else load_canary(canary),
+        min_accuracy=app.config["MIN_ACCURACY"],
+        max_regression=app.config["MAX_REGRESSION"],
+        max_batch_size=app.config["MAX_BATCH_SIZE"],
+        on_swap=metrics.record_swap,
+    )
+    metrics.record_serving(store.serving)
     batcher = MicroBatcher(
         lambda: store.predictor,
         app.config["MAX_BATCH_SIZE"],
@@ -57,15 +82,15 @@ def create_app(config=None) -> Flask:
         on_batch=metrics.record_batch,
     )
     app.extensions["cnn_mnist"] = SimpleNamespace(store=store, batcher=batcher, metrics=metrics)
-    app.url_map.converters["other_model"] = OtherModelName
+    app.url_map.converters.update(other_model=OtherModelName, version=VersionNumber, label=VersionLabel)
     _register_routes(app, store, batcher, metrics)
     _register_errors(app, metrics)
     return app
 
 
-def _classify(batcher, images: np.ndarray):
+def _classify(batcher, images: np.ndarray, predictor=None):
     try:
-        return batcher.predict(images)
+        return batcher.predict(images, predictor=predictor)
     except TimeoutError:
         raise InputError("the model is overloaded; try again", 503) from None
 
@@ -77,10 +102,17 @@ def _register_routes(app, store, batcher, metrics):
     def index():
         return app.send_static_file("index.html")
 
+    def served(version=None, label=None):
+        """The Version a request names, or TensorFlow Serving's error for one that does not serve."""
+        try:
+            return store.find(version, label)
+        except NotServed as error:
+            raise InputError(str(error), error.status) from None
+
     @app.post("/predict")
     def predict():
         images, is_batch, include_input = _predict_request(max_pixels)
-        probabilities, info = _classify(batcher, images)
+        probabilities, info = _classify(batcher, images, served(**_version_request()).predictor)
         model = info.as_json()
         answers = [{"digit": int(row.argmax()), "probabilities": row.tolist(), "model": model} for row in probabilities]
         if include_input:  # the 28x28 image the model saw, to see why a drawing was misread
@@ -89,18 +121,31 @@ def _register_routes(app, store, batcher, metrics):
         return jsonify(answers if is_batch else answers[0])
 
     @app.post(f"/v1/models/{MODEL_NAME}:predict")
-    def tf_serving_predict():
+    @app.post(f"/v1/models/{MODEL_NAME}/versions/<version:version>:predict")
+    @app.post(f"/v1/models/{MODEL_NAME}/labels/<label:label>:predict")
+    def tf_serving_predict(version=None, label=None):
+        predictor = served(version, label).predictor
         images, key = tf_serving_input(_json_object())
-        probabilities, _ = _classify(batcher, images)
+        probabilities, _ = _classify(batcher, images, predictor)
         return jsonify({key: probabilities.tolist()})
 
     @app.get(f"/v1/models/{MODEL_NAME}")
-    def tf_serving_status():
-        return jsonify({"model_version_status": store.status()})
+    @app.get(f"/v1/models/{MODEL_NAME}/versions/<version:version>")
+    @app.get(f"/v1/models/{MODEL_NAME}/labels/<label:label>")
+    def tf_serving_status(version=None, label=None):
+        if label is not None:
+            version = served(label=label).predictor.info.version
+        status = store.status(only=version)
+        if not status:
+            raise InputError(f"Could not find version {version} of model {MODEL_NAME}", 404)
+        return jsonify({"model_version_status": status})
 
     @app.get(f"/v1/models/{MODEL_NAME}/metadata")
-    def tf_serving_metadata():
-        return jsonify(openapi.tf_serving_metadata(MODEL_NAME, store.predictor.info.version))
+    @app.get(f"/v1/models/{MODEL_NAME}/versions/<version:version>/metadata")
+    @app.get(f"/v1/models/{MODEL_NAME}/labels/<label:label>/metadata")
+    def tf_serving_metadata(version=None, label=None):
+        info = served(version, label).predictor.info
+        return jsonify(openapi.tf_serving_metadata(MODEL_NAME, info.version))
 
     @app.route("/v1/models/<other_model:name>", methods=["GET", "POST"])
     @app.route("/v1/models/<other_model:name>/<path:rest>", methods=["GET", "POST"])
@@ -113,7 +158,14 @@ def _register_routes(app, store, batcher, metrics):
 
     @app.get("/readyz")
     def readyz():
-        return jsonify({"status": "ready", "model": store.predictor.info.as_json()})
+        serving = store.serving
+        default = serving.default_version
+        return jsonify({
+            "status": "ready",
+            "model": {**default.predictor.info.as_json(), "canary_accuracy": default.canary_accuracy},
+            "versions": {number: entry.canary_accuracy for number, entry in sorted(serving.versions.items())},
+            "labels": serving.labels,
+        })
 
     @app.get("/metrics")
     def prometheus():
@@ -129,6 +181,19 @@ def _json_object() -> dict:
     if not isinstance(body, dict):
         raise InputError("the body must be a JSON object")
     return body
+
+
+def _version_request() -> dict:
+    """The optional "version" or "label" of a /predict request (JSON body or multipart form field)."""
+    fields = request.form if request.mimetype == "multipart/form-data" else _json_object()
+    chosen = {key: fields[key] for key in ("version", "label") if key in fields}
+    if len(chosen) > 1:
+        raise InputError('send at most one of "version" and "label"')
+    if "version" in chosen and not re.fullmatch(r"\d+", str(chosen["version"])):
+        raise InputError('"version" must be a version number such as 2 or "2"')
+    if "label" in chosen and not isinstance(chosen["label"], str):
+        raise InputError('"label" must be a string such as "stable"')
+    return {key: str(int(value)) if key == "version" else value for key, value in chosen.items()}
 
 
 def _predict_request(max_pixels: int):

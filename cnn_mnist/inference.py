@@ -6,6 +6,8 @@ power of two so that JAX compiles a handful of shapes, all of them at warm-up.
 """
 
 import os
+import zipfile
+import zlib
 from dataclasses import dataclass
 
 import keras
@@ -16,7 +18,14 @@ from .net import INPUT_SHAPE
 
 
 class ModelCheckError(Exception):
-    """A model file that cannot be served: unreadable, wrong shapes, or a failing self-test."""
+    """A model file that cannot be served: unreadable, wrong shapes, a failing self-test or canary check.
+
+    `code` is the canonical error code TensorFlow Serving would report in the version's status.
+    """
+
+    def __init__(self, message: str, code: str = "INVALID_ARGUMENT"):
+        super().__init__(message)
+        self.code = code
 
 
 @dataclass(frozen=True)
@@ -35,6 +44,7 @@ class Predictor:
 
     def __init__(self, path: str, version: str, max_batch_size: int = 64):
         self.max_batch_size = max_batch_size
+        _check_readable(path)
         try:
             self.model = keras.saving.load_model(path, compile=False)
         except Exception as error:  # Keras raises anything from OSError to ValueError for a bad file
@@ -68,6 +78,26 @@ class Predictor:
             size *= 2
         if not (np.all(np.isfinite(probabilities)) and np.allclose(probabilities.sum(axis=1), 1, atol=1e-3)):
             raise ModelCheckError("self-test failed: the model's outputs are not probabilities")
+
+
+def _check_readable(path):
+    """Keras calls any `.keras` it cannot open "File not found"; say what is really wrong with the file."""
+    if not os.path.isfile(path):
+        raise ModelCheckError(f"model file not found: {path}", "NOT_FOUND")
+    if not path.endswith(".keras"):
+        return
+    size = os.path.getsize(path)
+    try:
+        with zipfile.ZipFile(path) as archive:
+            damaged = archive.testzip()  # reads every entry and checks its CRC
+    except (zipfile.BadZipFile, zlib.error, EOFError) as error:
+        raise ModelCheckError(
+            f"{path}: corrupt or truncated .keras archive ({size} bytes; {error})", "DATA_LOSS"
+        ) from None
+    except OSError as error:
+        raise ModelCheckError(f"cannot read {path}: {error.strerror or error}", "UNAVAILABLE") from None
+    if damaged:
+        raise ModelCheckError(f"{path}: corrupt .keras archive, entry {damaged} fails its CRC check", "DATA_LOSS")
 
 
 def _bucket(size: int) -> int:

@@ -19,8 +19,13 @@ class Metrics:
             buckets=(1, 2, 4, 8, 16, 32, 64, 128),
         )
         self.predictions = Counter("cnn_mnist_predictions", "Images classified", registry=self.registry)
-        self.model = Info("cnn_mnist_model", "The model now serving", registry=self.registry)
-        self.model_version = Gauge("cnn_mnist_model_version", "Version number now serving", registry=self.registry)
+        self.model = Info("cnn_mnist_model", "The default model now serving", registry=self.registry)
+        self.model_version = Gauge("cnn_mnist_model_version", "Default version now serving", registry=self.registry)
+        self.canary_accuracy = Gauge(
+            "cnn_mnist_canary_accuracy", "Accuracy on the canary set of each version serving", ["version"],
+            registry=self.registry,
+        )
+        self._canary_versions = set()
         self.swaps = Counter(
             "cnn_mnist_model_swaps", "Model reloads by result (swapped, refused)", ["result"], registry=self.registry
         )
@@ -29,10 +34,17 @@ class Metrics:
         self.batch_size.observe(size)
         self.predictions.inc(size)
 
-    def record_model(self, info) -> None:
+    def record_serving(self, serving) -> None:
+        """Describe a model_store.Serving snapshot: the default model, and a canary gauge per version."""
+        info = serving.default_version.predictor.info
         self.model.info({"name": info.name, "version": info.version, "sha256": info.sha256})
         self.model_version.set(int(info.version))
+        for version in self._canary_versions - serving.versions.keys():  # no longer served: no gauge
+            self.canary_accuracy.remove(version)
+        for version, served in serving.versions.items():
+            self.canary_accuracy.labels(version).set(served.canary_accuracy)
+        self._canary_versions = set(serving.versions)
 
-    def record_swap(self, result: str, info) -> None:
+    def record_swap(self, result: str, serving) -> None:
         self.swaps.labels(result).inc()
-        self.record_model(info)
+        self.record_serving(serving)

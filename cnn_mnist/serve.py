@@ -12,8 +12,10 @@ import threading
 import time
 
 from .backends import BACKENDS, DEFAULT_BACKEND
+from .canary import load_canary
 from .cli import ArgumentParser, add_verbose_option, fail, import_keras, positive_float, positive_int
 from .defaults import SERVER as DEFAULTS
+from .errors import UsageError
 
 PROG = "cnn-mnist"
 POLL_SECONDS = 0.2  # how soon SIGTERM is noticed
@@ -42,8 +44,22 @@ def parse_args(argv=None):
                         help=f"open connections at most; beyond it waitress stops accepting (default {DEFAULTS['connection_limit']})")
     parser.add_argument("--channel-timeout", type=positive_float, default=DEFAULTS["channel_timeout"],
                         help=f"seconds a connection may sit idle or half-sent before it is closed (default {DEFAULTS['channel_timeout']})")
+    parser.add_argument("--canary", help="the canary set every model is scored on before it serves: a Keras "
+                        "mnist.npz (x_test, y_test) or an IDX directory (default: 1,000 MNIST test digits shipped)")
+    parser.add_argument("--min-accuracy", type=float, default=DEFAULTS["min_accuracy"],
+                        help=f"canary accuracy below which a model never serves (default {DEFAULTS['min_accuracy']})")
+    parser.add_argument("--max-regression", type=float, default=DEFAULTS["max_regression"],
+                        help="on SIGHUP, refuse a model scoring this much below the one serving; 1 turns it off "
+                        f"(default {DEFAULTS['max_regression']})")
     add_verbose_option(parser)
     args = parser.parse_args(argv)
+    for option in ("min_accuracy", "max_regression"):
+        if not 0 <= getattr(args, option) <= 1:
+            parser.error(f"--{option.replace('_', '-')} must be between 0 and 1, not {getattr(args, option)}")
+    try:
+        args.canary = load_canary(args.canary)  # numpy only: a bad file fails before the backend's slow import
+    except UsageError as error:
+        parser.error(str(error))
     if not 0 <= args.port <= 65535:
         parser.error(f"--port must be 0-65535, not {args.port}")
     if not 0 <= args.max_batch_delay_ms <= 1000:
@@ -67,6 +83,9 @@ def main(argv=None) -> int:
             "MAX_BATCH_SIZE": args.max_batch_size,
             "MAX_BATCH_DELAY_MS": args.max_batch_delay_ms,
             "MAX_BODY_BYTES": args.max_body_bytes,
+            "CANARY": args.canary,
+            "MIN_ACCURACY": args.min_accuracy,
+            "MAX_REGRESSION": args.max_regression,
         })
         # waitress' own body limit stops abuse early; the app's (smaller) one answers with a JSON 413
         server = waitress.create_server(app, host=args.host, port=args.port, threads=args.threads,

@@ -77,7 +77,7 @@ def test_missing_or_wrong_model_is_a_one_line_error(tmp_path):
     (tmp_path / "model.txt").write_text("not a model")
     assert_usage_error(run_cli("--model", tmp_path / "model.txt", "--port", free_port()), ".keras or .h5")
     (tmp_path / "bad.keras").write_bytes(os.urandom(2048))
-    assert_usage_error(run_cli("--model", tmp_path / "bad.keras", "--port", free_port()), "cannot load")
+    assert_usage_error(run_cli("--model", tmp_path / "bad.keras", "--port", free_port()), "corrupt or truncated")
 
 
 def launch(*args, env):
@@ -260,7 +260,7 @@ def test_sighup_swaps_versions_under_load_and_refuses_bad_models(tmp_path, train
     assert available == ["2"]
     assert {entry["version"] for entry in status["model_version_status"]} >= {"1", "2"}
     refusals = [line for line in log.splitlines() if "reload refused, still serving version 2" in line]
-    assert len(refusals) == 2 and "cannot load" in refusals[0] and "(None, 5)" in refusals[1], log
+    assert len(refusals) == 2 and "corrupt or truncated" in refusals[0] and "(None, 5)" in refusals[1], log
 
 
 @pytest.mark.slow

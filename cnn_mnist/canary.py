@@ -1,0 +1,79 @@
+"""The canary set: labelled MNIST test digits every model is scored on before it may serve.
+
+The package ships the first 1,000 digits of the official MNIST test set (provenance in data/README.md);
+`--canary PATH` replaces them with a Keras `mnist.npz` (its `x_test`/`y_test`) or an IDX directory (its
+t10k files; the training files need not be there).
+"""
+
+import os
+import time
+import zipfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from .data import IDX_FILES, IMAGE_SHAPE, NUM_CLASSES, _find_idx_file, _read_idx
+from .errors import UsageError
+from .preprocessing import to_model_input
+
+SHIPPED = Path(__file__).parent / "canary-data" / "mnist-t10k-first1000.npz"
+
+
+@dataclass(frozen=True)
+class CanarySet:
+    images: np.ndarray  # (N, 28, 28, 1) float32, the model's input
+    labels: np.ndarray  # (N,) int
+    source: str
+
+
+def load_canary(path=None) -> CanarySet:
+    """Load and validate a canary set (the shipped one when `path` is None); raise UsageError if it is not MNIST."""
+    path = str(path or SHIPPED)
+    if os.path.isdir(path):
+        images, labels = (_read_idx(_find_test_file(path, IDX_FILES[key])) for key in ("x_test", "y_test"))
+    elif os.path.isfile(path):
+        images, labels = _load_npz_test_set(path)
+    else:
+        raise UsageError(f"canary set not found: {path}")
+    _validate(images, labels, path)
+    return CanarySet(to_model_input(images), labels.astype(np.int64), path)
+
+
+def _find_test_file(directory, stem):
+    try:
+        return _find_idx_file(directory, stem)
+    except UsageError:
+        raise UsageError(f"{directory}: not an MNIST canary set, no {stem}[.gz] in it "
+                         "(an IDX canary directory needs the two t10k files)") from None
+
+
+def _load_npz_test_set(path):
+    try:
+        archive = np.load(path, allow_pickle=False)
+        if not isinstance(archive, np.lib.npyio.NpzFile):
+            raise UsageError(f"{path}: a single .npy array, not an .npz with x_test and y_test")
+        with archive:
+            if not {"x_test", "y_test"} <= set(archive.files):
+                raise UsageError(f"{path}: not an MNIST canary set (a Keras mnist.npz with x_test and y_test)")
+            return archive["x_test"], archive["y_test"]
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as error:
+        raise UsageError(f"{path}: not a readable .npz file ({error})") from None
+
+
+def _validate(images, labels, path):
+    if images.dtype != np.uint8 or images.ndim != 3 or images.shape[1:] != IMAGE_SHAPE or not len(images):
+        raise UsageError(f"{path}: canary images must be uint8 (N, 28, 28), not {images.dtype} {images.shape}")
+    if not np.issubdtype(labels.dtype, np.integer) or labels.shape != (len(images),):
+        raise UsageError(f"{path}: canary labels must be {len(images)} integers, not {labels.dtype} {labels.shape}")
+    if labels.min() < 0 or labels.max() >= NUM_CLASSES:
+        raise UsageError(f"{path}: canary labels must lie in 0..9, found {labels.min()}..{labels.max()}")
+
+
+def score(predictor, canary: CanarySet) -> tuple:
+    """(accuracy, seconds) of `predictor` on the canary set, through its own compiled forward pass."""
+    started = time.perf_counter()
+    probabilities = predictor.predict(canary.images)
+    accuracy = float(np.mean(probabilities.argmax(axis=1) == canary.labels))
+    return accuracy, time.perf_counter() - started
+
