@@ -17,6 +17,8 @@ from .preprocessing import mnist_like, to_model_input
 PIXELS = 28 * 28
 IMAGE_SHAPES = {(PIXELS,), (28, 28), (28, 28, 1)}
 IMAGE_FORMATS = {"PNG", "JPEG", "GIF", "BMP", "WEBP", "TIFF"}
+NON_FINITE = "pixels must be finite numbers (no NaN or infinity)"
+JSON_TYPES = {bool: "true/false", str: "strings", dict: "objects", type(None): "null"}
 
 
 class InputError(Exception):
@@ -39,6 +41,8 @@ def decode_image(data: bytes, max_pixels: int) -> np.ndarray:
             if width * height > max_pixels:  # checked on the header, before decoding a decompression bomb
                 raise InputError(f"image is {width}x{height} pixels; at most {max_pixels} pixels are accepted", 413)
             image.load()
+            if image.mode == "F" and not np.isfinite(np.asarray(image)).all():  # a float TIFF can hold them
+                raise InputError(NON_FINITE)
     except (UnidentifiedImageError, Image.DecompressionBombError, Image.DecompressionBombWarning) as error:
         raise InputError(f"not a readable image: {error}") from None
     except (OSError, SyntaxError, ValueError) as error:  # truncated or corrupt image data
@@ -69,6 +73,10 @@ def pixel_array(value, *, unit_range_only: bool) -> tuple:
     Accepts one image (784, 28x28 or 28x28x1) or a batch of them. Values are 0-255 or 0-1
     (decided by the largest value); with `unit_range_only` (the model's own input) only 0-1.
     """
+    others = _leaf_types(value) - {int, float}
+    if others:  # numpy would read true as 1.0 and "7" as 7.0; TF Serving refuses both for a float input
+        names = sorted(JSON_TYPES.get(kind, kind.__name__) for kind in others)
+        raise InputError(f"pixels must be numbers, not {' or '.join(names)}")
     try:
         array = np.asarray(value, dtype=np.float32)
     except (TypeError, ValueError):
@@ -81,12 +89,21 @@ def pixel_array(value, *, unit_range_only: bool) -> tuple:
         raise InputError(f"pixels have shape {list(array.shape)}; expected 784, 28x28 or 28x28x1 (or a batch of them)")
     low, high = array.min(), array.max()
     if not (np.isfinite(low) and np.isfinite(high)):  # NaN and infinity show in the extremes
-        raise InputError("pixels must be finite numbers (no NaN or infinity)")
+        raise InputError(NON_FINITE)
     limit = 1 if unit_range_only or high <= 1 else 255
     if low < 0 or high > limit:
         expected = "0-1 (the model's input)" if unit_range_only else "0-255 or 0-1"
         raise InputError(f"pixel values must lie in {expected}; found {low:g}..{high:g}")
     return to_model_input((array / np.float32(limit)).reshape(len(array), 28, 28)), is_batch
+
+
+def _leaf_types(value) -> set:
+    """The types of everything in nested lists that is not a list, one nesting level at a time (C-speed)."""
+    kinds, level = set(), [value]
+    while level:
+        kinds |= set(map(type, level))
+        level = [item for nested in level if type(nested) is list for item in nested]
+    return kinds - {list}
 
 
 def tf_serving_input(body: dict) -> tuple:
