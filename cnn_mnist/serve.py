@@ -9,15 +9,12 @@ import os
 import signal
 import sys
 import threading
-import time
 
 from .backends import BACKENDS, DEFAULT_BACKEND
 from .cli import ArgumentParser, fail, import_keras, positive_float, positive_int
 from .defaults import SERVER as DEFAULTS
 
 PROG = "cnn-mnist"
-POLL_SECONDS = 0.2  # how soon SIGTERM is noticed
-log = logging.getLogger(PROG)
 
 
 def parse_args(argv=None):
@@ -55,10 +52,10 @@ def main(argv=None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     logging.getLogger("waitress.queue").setLevel(logging.ERROR)  # a queue under load is what batching wants
     import_keras(args.backend, PROG)
-    import waitress
 
     from .app import create_app
     from .inference import ModelCheckError
+    from .server import create_server, drain, serve_until
 
     try:
         app = create_app({
@@ -68,9 +65,9 @@ def main(argv=None) -> int:
             "MAX_BODY_BYTES": args.max_body_bytes,
         })
         # waitress' own body limit stops abuse early; the app's (smaller) one answers with a JSON 413
-        server = waitress.create_server(app, host=args.host, port=args.port, threads=args.threads,
-                                        connection_limit=args.connection_limit, channel_timeout=args.channel_timeout,
-                                        max_request_body_size=2 * args.max_body_bytes, ident=PROG)
+        server = create_server(app, host=args.host, port=args.port, threads=args.threads,
+                               connection_limit=args.connection_limit, channel_timeout=args.channel_timeout,
+                               max_request_body_size=2 * args.max_body_bytes, ident=PROG)
     except ModelCheckError as error:
         fail(PROG, str(error))
     except OSError as error:
@@ -89,36 +86,6 @@ def main(argv=None) -> int:
     serve_until(server, stopping)
     drain(server, args.drain_seconds)
     return 0
-
-
-def serve_until(server, stopping) -> None:
-    """waitress' `server.run()`, but looking at `stopping` at least every POLL_SECONDS."""
-    from waitress import wasyncore
-
-    while not stopping.is_set():
-        wasyncore.loop(timeout=POLL_SECONDS, map=server._map, use_poll=server.adj.asyncore_use_poll, count=1)
-
-
-def drain(server, seconds: float) -> None:
-    """Stop accepting connections, let requests in flight finish (bounded), then close everything."""
-    from waitress import wasyncore
-    from waitress.channel import HTTPChannel
-
-    log.info("draining: no new connections, waiting for requests in flight")
-    server.accepting = False
-    server.del_channel()
-    server.socket.close()
-    deadline = time.monotonic() + seconds
-
-    def busy():
-        channels = [c for c in server._map.values() if isinstance(c, HTTPChannel)]
-        return any(c.requests or c.total_outbufs_len for c in channels)
-
-    while busy() and time.monotonic() < deadline:
-        wasyncore.loop(timeout=0.05, map=server._map, count=1)
-    server.task_dispatcher.shutdown(timeout=max(deadline - time.monotonic(), 0.1))
-    wasyncore.close_all(server._map)
-    log.info("drained; exiting")
 
 
 if __name__ == "__main__":
