@@ -6,6 +6,7 @@ Every function here either returns float32 images of shape (N, 28, 28, 1) in 0-1
 import base64
 import binascii
 import io
+import json
 import warnings
 
 import numpy as np
@@ -17,6 +18,7 @@ from .preprocessing import mnist_like, to_model_input
 PIXELS = 28 * 28
 IMAGE_SHAPES = {(PIXELS,), (28, 28), (28, 28, 1)}
 IMAGE_FORMATS = {"PNG", "JPEG", "GIF", "BMP", "WEBP", "TIFF"}
+SIGNATURE = "serving_default"  # TF Serving's default signature name, the only one the model has
 NON_FINITE = "pixels must be finite numbers (no NaN or infinity)"
 JSON_TYPES = {bool: "true/false", str: "strings", dict: "objects", type(None): "null"}
 
@@ -108,6 +110,9 @@ def _leaf_types(value) -> set:
 
 def tf_serving_input(body: dict) -> tuple:
     """TensorFlow Serving's REST request → (images, answer key): `instances` (row) or `inputs` (columnar)."""
+    signature = body.get("signature_name", SIGNATURE)
+    if signature != SIGNATURE:
+        raise InputError(f'"signature_name" must be "{SIGNATURE}", the model\'s one signature; got {json.dumps(signature)}')
     if ("instances" in body) == ("inputs" in body):
         raise InputError('the request needs exactly one of "instances" or "inputs"')
     key = "instances" if "instances" in body else "inputs"

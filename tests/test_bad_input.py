@@ -136,6 +136,8 @@ CASES = {
     "tf instances ragged": (TF, {"json": {"instances": [[0.0] * 784, [0.0] * 783]}}, (400,), None),
     "tf two named inputs": (TF, {"json": {"inputs": {"a": [ZEROS], "b": [ZEROS]}}}, (400,), "one input"),
     "tf instance with two names": (TF, {"json": {"instances": [{"a": ZEROS, "b": ZEROS}]}}, (400,), "single"),
+    "tf signature not a string": (TF, {"json": {"instances": [ZEROS], "signature_name": {}}}, (400,), "signature_name"),
+    "tf unknown signature": (TF, {"json": {"instances": [ZEROS], "signature_name": "predict"}}, (400,), "serving_default"),
     "tf instances booleans": (TF, {"json": {"instances": [[[[True]] * 28] * 28]}}, (400,), "true/false"),
     "tf inputs booleans": (TF, {"json": {"inputs": [[[[0.5]] * 28] * 27 + [[[True]] * 28]]}}, (400,), "true/false"),
     "tf instances strings": (TF, {"json": {"instances": [["x"] * 784]}}, (400,), None),
