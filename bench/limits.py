@@ -77,6 +77,7 @@ def parse_args(argv=None):
     parser.add_argument("--stalled", default="0,100,500,900", help="comma-separated counts of stalled connections")
     parser.add_argument("--connection-limit", type=int, help="passed on to cnn-mnist (default: its own)")
     parser.add_argument("--channel-timeout", type=int, help="passed on to cnn-mnist (default: its own)")
+    parser.add_argument("--close-wait", type=float, default=45, help="how long to wait for a stalled one to be closed")
     return parser.parse_args(argv)
 
 
@@ -93,8 +94,8 @@ def main(argv=None) -> int:
     with tempfile.TemporaryDirectory() as tmp:
         process, _ = start_server("cnn-mnist", argv, port, os.path.join(tmp, "server.log"), 120)
         print(f"# {' '.join(argv[1:])}")
-        print("| stalled | GET /healthz worst of 5 | POST /predict worst of 5 | server RSS MB | server CPU s per s |")
-        print("|--:|--:|--:|--:|--:|")
+        print("| stalled | GET /healthz worst of 5 | POST /predict worst of 5 | server RSS MB | server CPU s per s | server fds |")
+        print("|--:|--:|--:|--:|--:|--:|")
         for count in map(int, args.stalled.split(",")):
             sockets = stall(port, count)
             time.sleep(0.5)
@@ -104,14 +105,15 @@ def main(argv=None) -> int:
             health = worst_latency(port, "GET", "/healthz")
             predict = worst_latency(port, "POST", "/predict", body)
             shown = [f"{x * 1000:.0f} ms" if x is not None else "no answer in 10 s" for x in (health, predict)]
-            print(f"| {count} | {shown[0]} | {shown[1]} | {memory(process.pid)['VmRSS']:.0f} | {cpu:.3f} |",
+            print(f"| {count} | {shown[0]} | {shown[1]} | {memory(process.pid)['VmRSS']:.0f} | {cpu:.3f} | "
+                  f"{len(os.listdir(f'/proc/{process.pid}/fd'))} |",
                   flush=True)
             for sock in sockets:
                 sock.close()
             time.sleep(0.5)  # let the server notice the closes before the next count
-        closed = seconds_until_closed(stall(port, 1)[0], 200)
+        closed = seconds_until_closed(stall(port, 1)[0], args.close_wait)
         print(f"# a stalled connection was closed by the server after "
-              f"{'more than 200 s' if closed is None else f'{closed:.1f} s'}")
+              f"{f'more than {args.close_wait:g} s' if closed is None else f'{closed:.1f} s'}")
     return 0
 
 
