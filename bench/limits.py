@@ -15,6 +15,7 @@ import atexit
 import http.client
 import json
 import os
+import signal
 import socket
 import sys
 import tempfile
@@ -71,6 +72,21 @@ def seconds_until_closed(sock, limit):
     return time.monotonic() - started
 
 
+def drain(process, port, idle=16, stalled=100):
+    """Time from SIGTERM to exit with idle keep-alive and stalled connections open (nothing in flight)."""
+    connections = [http.client.HTTPConnection(HOST, port, timeout=10) for _ in range(idle)]
+    for connection in connections:
+        connection.request("GET", "/healthz")
+        connection.getresponse().read()
+    sockets = stall(port, stalled)
+    signalled = time.monotonic()
+    process.send_signal(signal.SIGTERM)
+    code = process.wait(60)
+    closed_cleanly = sum(connection.sock.recv(1) == b"" for connection in connections)
+    return (f"SIGTERM with {idle} idle keep-alive and {len(sockets)} stalled connections open: exit {code} "
+            f"{time.monotonic() - signalled:.2f} s later; {closed_cleanly}/{idle} keep-alive connections closed cleanly")
+
+
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", default=os.path.join(ROOT, "out"))
@@ -114,6 +130,7 @@ def main(argv=None) -> int:
         closed = seconds_until_closed(stall(port, 1)[0], args.close_wait)
         print(f"# a stalled connection was closed by the server after "
               f"{f'more than {args.close_wait:g} s' if closed is None else f'{closed:.1f} s'}")
+        print(f"# {drain(process, port)}")
     return 0
 
 
