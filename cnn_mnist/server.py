@@ -48,11 +48,12 @@ def serve_until(server, stopping) -> None:
 def drain(server, seconds: float) -> None:
     """Stop accepting, finish the requests in flight (closing their connections), close idle ones; at most `seconds`."""
     log.info("draining: no new connections, finishing the requests in flight")
-    server.draining = True
     _accept_backlog(server)  # closing the listener would reset connections the kernel has already accepted
     server.accepting = False
     server.del_channel()
     server.socket.close()
+    # Only now: a client told to close before the listener was gone could reconnect into its backlog, and be reset.
+    server.draining = True
     deadline = time.monotonic() + seconds
     while (channels := _channels(server)) and time.monotonic() < deadline:
         for channel in channels:
