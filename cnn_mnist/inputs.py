@@ -80,9 +80,12 @@ def pixel_array(value, *, unit_range_only: bool) -> tuple:
         names = sorted(JSON_TYPES.get(kind, kind.__name__) for kind in others)
         raise InputError(f"pixels must be numbers, not {' or '.join(names)}")
     try:
-        array = np.asarray(value, dtype=np.float32)
+        with np.errstate(over="ignore"):  # 1e300 becomes infinity, refused below
+            array = np.asarray(value, dtype=np.float32)
     except (TypeError, ValueError):
         raise InputError("pixels must be a rectangular array of numbers") from None
+    except OverflowError:  # an integer of hundreds of digits: JSON allows it, a float cannot hold it
+        raise InputError("pixel values must lie in 0-255 or 0-1; found an integer too large for a float") from None
     if array.shape in IMAGE_SHAPES:
         array, is_batch = array[np.newaxis], False
     elif array.ndim >= 2 and array.shape[1:] in IMAGE_SHAPES and len(array):

@@ -94,6 +94,8 @@ CASES = {
     "pixels Infinity": ("/predict", raw('{"pixels": [Infinity' + ", 0" * 783 + "]}"), (400,), "finite"),
     "pixels -Infinity": ("/predict", raw('{"pixels": [-Infinity' + ", 0" * 783 + "]}"), (400,), "finite"),
     "pixels 1e999": ("/predict", raw('{"pixels": [1e999' + ", 0" * 783 + "]}"), (400,), "finite"),
+    "pixels 10**400": ("/predict", raw('{"pixels": [1' + "0" * 400 + ", 0" * 783 + "]}"), (400,), "too large"),
+    "tf instances 10**400": (TF, raw('{"instances": [[1' + "0" * 400 + ", 0" * 783 + "]]}"), (400,), "too large"),
     "pixels -1": ("/predict", {"json": {"pixels": [-1] + [0] * 783}}, (400,), "0-255"),
     "pixels 300": ("/predict", {"json": {"pixels": [300] + [0] * 783}}, (400,), "0-255"),
     "json nested 100000 deep": ("/predict", raw('{"pixels": ' + DEEP + "}"), (400,), "nested too deeply"),
