@@ -177,7 +177,10 @@ def _register_routes(app, store, batcher, metrics):
 
 
 def _json_object() -> dict:
-    body = request.get_json(force=True, silent=True)
+    try:
+        body = request.get_json(force=True, silent=True)
+    except RecursionError:  # `silent` covers ValueError only; the parser's depth limit raises this
+        raise InputError("the JSON body is nested too deeply") from None
     if not isinstance(body, dict):
         raise InputError("the body must be a JSON object")
     return body
@@ -248,7 +251,10 @@ def _register_errors(app, metrics):
 
     @app.errorhandler(HTTPException)
     def http_error(error):
-        return jsonify({"error": f"{error.name}: {error.description}"}), error.code
+        # Keep Werkzeug's headers (a 405's Allow), with our JSON body in place of its HTML page.
+        headers = [(name, value) for name, value in error.get_response().headers
+                   if name not in ("Content-Type", "Content-Length")]
+        return jsonify({"error": f"{error.name}: {error.description}"}), error.code, headers
 
     @app.errorhandler(Exception)
     def server_error(error):

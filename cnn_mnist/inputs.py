@@ -6,6 +6,7 @@ Every function here either returns float32 images of shape (N, 28, 28, 1) in 0-1
 import base64
 import binascii
 import io
+import json
 import warnings
 
 import numpy as np
@@ -17,6 +18,9 @@ from .preprocessing import mnist_like, to_model_input
 PIXELS = 28 * 28
 IMAGE_SHAPES = {(PIXELS,), (28, 28), (28, 28, 1)}
 IMAGE_FORMATS = {"PNG", "JPEG", "GIF", "BMP", "WEBP", "TIFF"}
+SIGNATURE = "serving_default"  # TF Serving's default signature name, the only one the model has
+NON_FINITE = "pixels must be finite numbers (no NaN or infinity)"
+JSON_TYPES = {bool: "true/false", str: "strings", dict: "objects", type(None): "null"}
 
 
 class InputError(Exception):
@@ -39,6 +43,8 @@ def decode_image(data: bytes, max_pixels: int) -> np.ndarray:
             if width * height > max_pixels:  # checked on the header, before decoding a decompression bomb
                 raise InputError(f"image is {width}x{height} pixels; at most {max_pixels} pixels are accepted", 413)
             image.load()
+            if image.mode == "F" and not np.isfinite(np.asarray(image)).all():  # a float TIFF can hold them
+                raise InputError(NON_FINITE)
     except (UnidentifiedImageError, Image.DecompressionBombError, Image.DecompressionBombWarning) as error:
         raise InputError(f"not a readable image: {error}") from None
     except (OSError, SyntaxError, ValueError) as error:  # truncated or corrupt image data
@@ -69,10 +75,17 @@ def pixel_array(value, *, unit_range_only: bool) -> tuple:
     Accepts one image (784, 28x28 or 28x28x1) or a batch of them. Values are 0-255 or 0-1
     (decided by the largest value); with `unit_range_only` (the model's own input) only 0-1.
     """
+    others = _leaf_types(value) - {int, float}
+    if others:  # numpy would read true as 1.0 and "7" as 7.0; TF Serving refuses both for a float input
+        names = sorted(JSON_TYPES.get(kind, kind.__name__) for kind in others)
+        raise InputError(f"pixels must be numbers, not {' or '.join(names)}")
     try:
-        array = np.asarray(value, dtype=np.float32)
+        with np.errstate(over="ignore"):  # 1e300 becomes infinity, refused below
+            array = np.asarray(value, dtype=np.float32)
     except (TypeError, ValueError):
         raise InputError("pixels must be a rectangular array of numbers") from None
+    except OverflowError:  # an integer of hundreds of digits: JSON allows it, a float cannot hold it
+        raise InputError("pixel values must lie in 0-255 or 0-1; found an integer too large for a float") from None
     if array.shape in IMAGE_SHAPES:
         array, is_batch = array[np.newaxis], False
     elif array.ndim >= 2 and array.shape[1:] in IMAGE_SHAPES and len(array):
@@ -81,7 +94,7 @@ def pixel_array(value, *, unit_range_only: bool) -> tuple:
         raise InputError(f"pixels have shape {list(array.shape)}; expected 784, 28x28 or 28x28x1 (or a batch of them)")
     low, high = array.min(), array.max()
     if not (np.isfinite(low) and np.isfinite(high)):  # NaN and infinity show in the extremes
-        raise InputError("pixels must be finite numbers (no NaN or infinity)")
+        raise InputError(NON_FINITE)
     limit = 1 if unit_range_only or high <= 1 else 255
     if low < 0 or high > limit:
         expected = "0-1 (the model's input)" if unit_range_only else "0-255 or 0-1"
@@ -89,8 +102,20 @@ def pixel_array(value, *, unit_range_only: bool) -> tuple:
     return to_model_input((array / np.float32(limit)).reshape(len(array), 28, 28)), is_batch
 
 
+def _leaf_types(value) -> set:
+    """The types of everything in nested lists that is not a list, one nesting level at a time (C-speed)."""
+    kinds, level = set(), [value]
+    while level:
+        kinds |= set(map(type, level))
+        level = [item for nested in level if type(nested) is list for item in nested]
+    return kinds - {list}
+
+
 def tf_serving_input(body: dict) -> tuple:
     """TensorFlow Serving's REST request → (images, answer key): `instances` (row) or `inputs` (columnar)."""
+    signature = body.get("signature_name", SIGNATURE)
+    if signature != SIGNATURE:
+        raise InputError(f'"signature_name" must be "{SIGNATURE}", the model\'s one signature; got {json.dumps(signature)}')
     if ("instances" in body) == ("inputs" in body):
         raise InputError('the request needs exactly one of "instances" or "inputs"')
     key = "instances" if "instances" in body else "inputs"

@@ -2,25 +2,134 @@
 
 from . import __version__
 
-_ERROR = {"description": "Bad input", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}}
-_PIXELS = {
-    "description": "784 numbers, 28x28 or 28x28x1; values 0-255 or 0-1; or a list of such images",
-    "type": "array",
-    "items": {},
+NAME = "cnn-mnist"
+
+
+def _array(items, size=None, **more):
+    """A JSON array of `items`, exactly `size` long when given."""
+    return {"type": "array", "items": items, **({"minItems": size, "maxItems": size} if size else {}), **more}
+
+
+def _images(low_high, description):
+    """One image (784 numbers, 28x28 or 28x28x1) or a non-empty batch of images of one of those shapes."""
+    value = {"type": "number", "minimum": low_high[0], "maximum": low_high[1]}
+    one = [_array(value, 784), _array(_array(value, 28), 28), _array(_array(_array(value, 1), 28), 28)]
+    return {"description": description, "oneOf": one + [_array(image, minItems=1) for image in one]}
+
+
+PIXELS = _images((0, 255), "One 28x28 image (784 numbers, 28x28 or 28x28x1) or a batch of them; "
+                           "values 0-255, or 0-1 when none is above 1 (ink is high)")
+TF_BATCH = {"description": "A batch of 28x28x1 images in 0-1 (flat 784 or 28x28 per image are accepted too)",
+            "oneOf": _images((0, 1), "")["oneOf"][3:]}  # TF Serving's tensors always have the batch dimension
+TF_INSTANCE = {"oneOf": [batch["items"] for batch in TF_BATCH["oneOf"]]}
+PREDICT_OPTIONS = {
+    "include_input": {"type": "boolean", "description": "Also answer the 28x28 image the model saw, as `input`"},
+    "version": {"type": "string", "pattern": "^[0-9]+$", "description": "Serve with this model version"},
+    "label": {"type": "string", "minLength": 1, "description": "Serve with the version this label points to"},
+}
+PREDICT_JSON = {
+    "type": "object",
+    "description": 'Exactly one of "image", "images" or "pixels"; optionally the answer options',
+    "oneOf": [
+        {"required": ["image"], "properties": {
+            "image": {"type": "string", "description": "A base64 PNG/JPEG/GIF/BMP/WEBP/TIFF, or a data: URL"}}},
+        {"required": ["images"], "properties": {
+            "images": _array({"type": "string", "description": "base64 or a data: URL"}, minItems=1)}},
+        {"required": ["pixels"], "properties": {"pixels": PIXELS}},
+    ],
+    "properties": PREDICT_OPTIONS,
+}
+TF_PREDICT_JSON = {
+    "type": "object",
+    "description": 'TF Serving REST: row ("instances") or columnar ("inputs") format, exactly one of them',
+    "oneOf": [
+        {"required": ["instances"], "properties": {"instances": {"oneOf": [
+            *TF_BATCH["oneOf"],
+            _array({"type": "object", "minProperties": 1, "maxProperties": 1, "additionalProperties": TF_INSTANCE},
+                   minItems=1),
+        ]}}},
+        {"required": ["inputs"], "properties": {"inputs": {"oneOf": [
+            *TF_BATCH["oneOf"],
+            {"type": "object", "minProperties": 1, "maxProperties": 1, "additionalProperties": TF_BATCH},
+        ]}}},
+    ],
+    "properties": {"signature_name": {"type": "string", "enum": ["serving_default"]}},
 }
 
 
-def _json_body(schema):
-    return {"required": True, "content": {"application/json": {"schema": schema}}}
+def _ref(name):
+    return {"$ref": f"#/components/schemas/{name}"}
 
 
-def _get(summary):
-    return {"get": {"summary": summary, "responses": {"200": {"description": "OK"}}}}
+def _json(schema, description="OK"):
+    return {"description": description, "content": {"application/json": {"schema": schema}}}
 
+
+_ERRORS = {
+    "400": _json(_ref("Error"), "Malformed input"),
+    "404": _json(_ref("Error"), "No such model version or label"),
+    "413": _json(_ref("Error"), "The body or the image is too large"),
+    "415": _json(_ref("Error"), "An image format that is not supported"),
+    "503": _json(_ref("Error"), "Overloaded; try again"),
+}
+
+
+def _get(summary, response):
+    return {"get": {"summary": summary, "responses": {"200": response}}}
+
+
+def _tf_serving_routes(prefix, parameter=None):
+    """TF Serving's status, metadata and predict under `prefix`: the model, or one `parameter` (version, label)."""
+    scope, not_found = {}, {}
+    if parameter:
+        scope = {"parameters": [{"name": parameter, "in": "path", "required": True,
+                                 "schema": PREDICT_OPTIONS[parameter]}]}
+        not_found = {"404": _json(_ref("Error"), f"No such {parameter}")}
+
+    def get(summary, schema):
+        return {**scope, "get": {"summary": summary, "responses": {"200": _json(_ref(schema)), **not_found}}}
+
+    return {
+        prefix: get("TensorFlow Serving model version status", "Status"),
+        f"{prefix}/metadata": get("TensorFlow Serving model metadata (signature)", "Metadata"),
+        f"{prefix}:predict": {**scope, "post": {
+            "summary": "TensorFlow Serving REST predict (row `instances` or columnar `inputs`)",
+            "requestBody": {"required": True, "content": {"application/json": {"schema": TF_PREDICT_JSON}}},
+            "responses": {"200": _json(_ref("TFPrediction")), **_ERRORS},
+        }},
+    }
+
+
+def _text(media_type, description):
+    return {"description": description, "content": {media_type: {"schema": {"type": "string"}}}}
+
+
+PREDICTION = {
+    "type": "object",
+    "required": ["digit", "probabilities", "model"],
+    "properties": {
+        "digit": {"type": "integer", "minimum": 0, "maximum": 9},
+        "probabilities": _array({"type": "number", "minimum": 0, "maximum": 1}, 10),
+        "model": {"type": "object", "required": ["name", "version", "sha256"], "properties": {
+            "name": {"type": "string"}, "version": {"type": "string"}, "sha256": {"type": "string"}}},
+        "input": {"type": "string", "pattern": "^data:image/png;base64,",
+                  "description": "With include_input: the 28x28 image the model saw"},
+    },
+}
+MODEL_VERSION_STATUS = {
+    "type": "object",
+    "required": ["version", "state", "status"],
+    "properties": {
+        "version": {"type": "string"},
+        "state": {"type": "string", "enum": ["START", "LOADING", "AVAILABLE", "UNLOADING", "END"]},
+        "status": {"type": "object", "properties": {"error_code": {"type": "string"},
+                                                    "error_message": {"type": "string"}}},
+    },
+}
 
 SPEC = {
     "openapi": "3.0.3",
-    "info": {"title": "cnn-mnist", "version": __version__, "description": "Handwritten digit recognition (MNIST)"},
+    "info": {"title": NAME, "version": __version__, "description": "Handwritten digit recognition (MNIST)"},
     "paths": {
         "/predict": {
             "post": {
@@ -28,68 +137,42 @@ SPEC = {
                 "requestBody": {
                     "required": True,
                     "content": {
-                        "application/json": {
-                            "schema": {
-                                "type": "object",
-                                "properties": {
-                                    "image": {"type": "string", "description": "base64 PNG/JPEG or a data: URL"},
-                                    "images": {"type": "array", "items": {"type": "string"}},
-                                    "pixels": _PIXELS,
-                                },
-                            }
-                        },
-                        "multipart/form-data": {
-                            "schema": {
-                                "type": "object",
-                                "properties": {"image": {"type": "string", "format": "binary"}},
-                            }
-                        },
+                        "application/json": {"schema": PREDICT_JSON},
+                        "multipart/form-data": {"schema": {
+                            "type": "object",
+                            "required": ["image"],
+                            "properties": {"image": {"type": "string", "format": "binary",
+                                                     "description": "An image file; several make a batch"}},
+                        }},
                     },
                 },
                 "responses": {
-                    "200": {
-                        "description": "The prediction (a list of them for a batch)",
-                        "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Prediction"}}},
-                    },
-                    "400": _ERROR,
-                    "413": _ERROR,
-                    "415": _ERROR,
+                    "200": _json({"oneOf": [PREDICTION, _array(PREDICTION, minItems=1)]},
+                                 "The prediction; a list of them for a batch"),
+                    **_ERRORS,
                 },
             }
         },
-        "/v1/models/cnn-mnist:predict": {
-            "post": {
-                "summary": "TensorFlow Serving REST predict (row `instances` or columnar `inputs`)",
-                "requestBody": _json_body(
-                    {"type": "object", "properties": {"instances": _PIXELS, "inputs": _PIXELS}}
-                ),
-                "responses": {"200": {"description": "`predictions` or `outputs`: ten probabilities per image"},
-                              "400": _ERROR},
-            }
-        },
-        "/v1/models/cnn-mnist": _get("TensorFlow Serving model version status"),
-        "/v1/models/cnn-mnist/metadata": _get("TensorFlow Serving model metadata (signature)"),
-        "/healthz": _get("The process is alive"),
-        "/readyz": _get("A model is loaded and serving"),
-        "/metrics": _get("Prometheus metrics"),
-        "/openapi.json": _get("This document"),
-        "/": _get("The drawing page"),
+        **_tf_serving_routes(f"/v1/models/{NAME}"),
+        **_tf_serving_routes(f"/v1/models/{NAME}/versions/{{version}}", "version"),
+        **_tf_serving_routes(f"/v1/models/{NAME}/labels/{{label}}", "label"),
+        "/healthz": _get("The process is alive", _json({"type": "object", "required": ["status"]})),
+        "/readyz": _get("A model is loaded and serving", _json({"type": "object", "required": ["status", "model"]})),
+        "/metrics": _get("Prometheus metrics", _text("text/plain", "Prometheus' text format")),
+        "/openapi.json": _get("This document", _json({"type": "object", "required": ["openapi", "paths"]})),
+        "/": _get("The drawing page", _text("text/html", "The page")),
     },
     "components": {
         "schemas": {
             "Error": {"type": "object", "properties": {"error": {"type": "string"}}, "required": ["error"]},
-            "Prediction": {
-                "type": "object",
-                "properties": {
-                    "digit": {"type": "integer", "minimum": 0, "maximum": 9},
-                    "probabilities": {"type": "array", "items": {"type": "number"}, "minItems": 10, "maxItems": 10},
-                    "model": {
-                        "type": "object",
-                        "properties": {"name": {"type": "string"}, "version": {"type": "string"},
-                                       "sha256": {"type": "string"}},
-                    },
-                },
-            },
+            "Prediction": PREDICTION,
+            "TFPrediction": {"type": "object", "oneOf": [
+                {"required": ["predictions"], "properties": {"predictions": _array(_array({"type": "number"}, 10))}},
+                {"required": ["outputs"], "properties": {"outputs": _array(_array({"type": "number"}, 10))}},
+            ]},
+            "Status": {"type": "object", "required": ["model_version_status"],
+                       "properties": {"model_version_status": _array(MODEL_VERSION_STATUS, minItems=1)}},
+            "Metadata": {"type": "object", "required": ["model_spec", "metadata"]},
         }
     },
 }

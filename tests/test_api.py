@@ -3,6 +3,7 @@
 import base64
 import io
 
+import jsonschema_rs
 import numpy as np
 import pytest
 from conftest import DATASET, metric
@@ -200,3 +201,28 @@ def test_metrics_count_requests_latency_batches_and_model(trained_model, test_se
     assert metric(text, "cnn_mnist_model_version") == 1
     assert metric(text, "cnn_mnist_model_info", version="1", sha256=sha256_file(trained_model / "model.keras")) == 1
     assert "cnn_mnist_model_swaps_total" in text
+
+
+@pytest.mark.parametrize("path, body, valid", [
+    ("/predict", {}, False),
+    ("/predict", {"pixels": [[0] * 28] * 28}, True),
+    ("/predict", {"pixels": [[0] * 28] * 28, "include_input": True, "version": "2"}, True),
+    ("/predict", {"pixels": [[0] * 28] * 28, "image": "iVBOR"}, False),
+    ("/predict", {"pixels": [[True] * 28] * 28}, False),
+    ("/predict", {"pixels": [0] * 783}, False),
+    ("/predict", {"pixels": [[256] * 28] * 28}, False),
+    ("/predict", {"images": []}, False),
+    ("/predict", {"image": "iVBOR", "version": "latest"}, False),
+    (f"{TF}:predict", {}, False),
+    (f"{TF}:predict", {"instances": [[[[0.5]] * 28] * 28]}, True),
+    (f"{TF}:predict", {"instances": [[[[2.0]] * 28] * 28]}, False),
+    (f"{TF}:predict", {"instances": [{"inputs": [[[0.5]] * 28] * 28}]}, True),
+    (f"{TF}:predict", {"inputs": {"inputs": [[[[0.5]] * 28] * 28]}}, True),
+    (f"{TF}:predict", {"instances": [[[[0.5]] * 28] * 28], "inputs": [[[[0.5]] * 28] * 28]}, False),
+])
+def test_openapi_request_schemas_say_what_the_server_accepts(client, path, body, valid):
+    """The document's request schema and the server agree on each body: valid ⇔ answered 200."""
+    schema = client.get("/openapi.json").json["paths"][path]["post"]["requestBody"]["content"]["application/json"]
+    assert jsonschema_rs.validator_for(schema["schema"]).is_valid(body) == valid
+    if "version" not in body:  # choosing a version is served by the model store's routes
+        assert (client.post(path, json=body).status_code == 200) == valid

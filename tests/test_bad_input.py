@@ -50,6 +50,23 @@ PNG_DIGIT = io.BytesIO()
 Image.fromarray(np.array(DIGIT, np.uint8)).save(PNG_DIGIT, "PNG")
 PNG_DIGIT = PNG_DIGIT.getvalue()
 RAGGED = [[0] * 28] * 27 + [[0] * 27]
+DEEP = "[" * 100_000 + "]" * 100_000
+
+
+def nested(depth, leaf=0):
+    for _ in range(depth):
+        leaf = [leaf]
+    return leaf
+
+
+def float_tiff(*values):
+    """A 28x28 32-bit float TIFF (mode F) holding a drawn stroke and the given values in its first pixels."""
+    array = np.array(DIGIT, np.float32)
+    array.flat[: len(values)] = values
+    buffer = io.BytesIO()
+    Image.fromarray(array, "F").save(buffer, "TIFF")
+    return buffer.getvalue()
+
 
 # (path, keyword arguments of client.post, the expected statuses, a word the error must contain)
 CASES = {
@@ -77,14 +94,27 @@ CASES = {
     "pixels Infinity": ("/predict", raw('{"pixels": [Infinity' + ", 0" * 783 + "]}"), (400,), "finite"),
     "pixels -Infinity": ("/predict", raw('{"pixels": [-Infinity' + ", 0" * 783 + "]}"), (400,), "finite"),
     "pixels 1e999": ("/predict", raw('{"pixels": [1e999' + ", 0" * 783 + "]}"), (400,), "finite"),
+    "pixels 10**400": ("/predict", raw('{"pixels": [1' + "0" * 400 + ", 0" * 783 + "]}"), (400,), "too large"),
+    "tf instances 10**400": (TF, raw('{"instances": [[1' + "0" * 400 + ", 0" * 783 + "]]}"), (400,), "too large"),
     "pixels -1": ("/predict", {"json": {"pixels": [-1] + [0] * 783}}, (400,), "0-255"),
     "pixels 300": ("/predict", {"json": {"pixels": [300] + [0] * 783}}, (400,), "0-255"),
+    "json nested 100000 deep": ("/predict", raw('{"pixels": ' + DEEP + "}"), (400,), "nested too deeply"),
+    "tf json nested 100000 deep": (TF, raw('{"instances": ' + DEEP + "}"), (400,), "nested too deeply"),
+    "pixels nested 900 deep": ("/predict", {"json": {"pixels": nested(900)}}, (400,), None),
+    "pixels booleans": ("/predict", {"json": {"pixels": [[True] * 28] * 28}}, (400,), "true/false"),
+    "pixels one boolean": ("/predict", {"json": {"pixels": [0] * 783 + [False]}}, (400,), "true/false"),
+    "pixels numeric strings": ("/predict", {"json": {"pixels": ["1"] * 784}}, (400,), "strings"),
+    "pixels null inside": ("/predict", {"json": {"pixels": [None] * 784}}, (400,), "null"),
     "image not a string": ("/predict", {"json": {"image": 123}}, (400,), "base64"),
     "bad base64": ("/predict", {"json": {"image": "not base64!!"}}, (400,), "base64"),
     "data url not base64": ("/predict", {"json": {"image": "data:image/png,abc"}}, (400,), "base64"),
     "base64 of text": ("/predict", {"json": {"image": b64(b"hello, not an image")}}, (400,), "image"),
     "truncated png": ("/predict", {"json": {"image": b64(PNG_DIGIT[:60])}}, (400,), None),
     "unsupported format": ("/predict", {"json": {"image": b64(image_bytes("L", (28, 28), "PPM"))}}, (415,), "PPM"),
+    "float tiff with NaN": ("/predict", {"json": {"image": b64(float_tiff(np.nan, np.nan))}}, (400,), "finite"),
+    "float tiff with infinity": ("/predict", {"json": {"image": b64(float_tiff(np.inf, -np.inf))}}, (400,), "finite"),
+    "float tiff upload all NaN": ("/predict", {"data": {"image": (io.BytesIO(float_tiff(*[np.nan] * 784)), "d.tif")}},
+                                  (400,), "finite"),
     "images not a list": ("/predict", {"json": {"images": b64(PNG_28)}}, (400,), "list"),
     "images empty": ("/predict", {"json": {"images": []}}, (400,), "list"),
     "images with a bad one": ("/predict", {"json": {"images": [b64(PNG_DIGIT), "???"]}}, (400,), "base64"),
@@ -108,6 +138,10 @@ CASES = {
     "tf instances ragged": (TF, {"json": {"instances": [[0.0] * 784, [0.0] * 783]}}, (400,), None),
     "tf two named inputs": (TF, {"json": {"inputs": {"a": [ZEROS], "b": [ZEROS]}}}, (400,), "one input"),
     "tf instance with two names": (TF, {"json": {"instances": [{"a": ZEROS, "b": ZEROS}]}}, (400,), "single"),
+    "tf signature not a string": (TF, {"json": {"instances": [ZEROS], "signature_name": {}}}, (400,), "signature_name"),
+    "tf unknown signature": (TF, {"json": {"instances": [ZEROS], "signature_name": "predict"}}, (400,), "serving_default"),
+    "tf instances booleans": (TF, {"json": {"instances": [[[[True]] * 28] * 28]}}, (400,), "true/false"),
+    "tf inputs booleans": (TF, {"json": {"inputs": [[[[0.5]] * 28] * 27 + [[[True]] * 28]]}}, (400,), "true/false"),
     "tf instances strings": (TF, {"json": {"instances": [["x"] * 784]}}, (400,), None),
 }
 
@@ -183,6 +217,18 @@ def test_no_client_error_was_counted_as_a_server_error(client):
     assert not [status for status in statuses if status.startswith("5")]
 
 
-@pytest.mark.parametrize("method, path", [("GET", "/v1/models/cnn-mnist:predict"), ("POST", "/v1/models/cnn-mnist")])
-def test_wrong_method_on_a_tf_serving_route_is_405(client, method, path):
-    assert_client_error(client.open(path, method=method, json={}), (405,))
+@pytest.mark.parametrize("method, path, allowed", [
+    ("GET", "/v1/models/cnn-mnist:predict", "POST"), ("POST", "/v1/models/cnn-mnist", "GET"),
+    ("GET", "/predict", "POST"), ("DELETE", "/healthz", "GET"), ("PUT", "/openapi.json", "GET"),
+])
+def test_wrong_method_is_405_with_allow(client, method, path, allowed):
+    """RFC 9110: a 405 must say in Allow which methods the resource has."""
+    response = client.open(path, method=method, json={})
+    assert_client_error(response, (405,))
+    assert allowed in {method.strip() for method in response.headers.get("Allow", "").split(",")}, response.headers
+
+
+def test_a_float_tiff_with_finite_values_is_classified(client):
+    """The NaN check refuses only NaN and infinity: a float TIFF of ordinary values still works."""
+    response = client.post("/predict", json={"image": b64(float_tiff(0.0, 1.0))})
+    assert response.status_code == 200 and 0 <= response.json["digit"] <= 9
