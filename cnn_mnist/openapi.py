@@ -25,7 +25,7 @@ TF_INSTANCE = {"oneOf": [batch["items"] for batch in TF_BATCH["oneOf"]]}
 PREDICT_OPTIONS = {
     "include_input": {"type": "boolean", "description": "Also answer the 28x28 image the model saw, as `input`"},
     "version": {"type": "string", "pattern": "^[0-9]+$", "description": "Serve with this model version"},
-    "label": {"type": "string", "minLength": 1, "description": "Serve with the version this label points to"},
+    "label": {"type": "string", "pattern": "^[^/:]+$", "description": "Serve with the version this label points to"},
 }
 PREDICT_JSON = {
     "type": "object",
@@ -67,7 +67,7 @@ def _json(schema, description="OK"):
 
 _ERRORS = {
     "400": _json(_ref("Error"), "Malformed input"),
-    "404": _json(_ref("Error"), "No such model version or label"),
+    "404": _json(_ref("Error"), "No such model version"),
     "413": _json(_ref("Error"), "The body or the image is too large"),
     "415": _json(_ref("Error"), "An image format that is not supported"),
     "503": _json(_ref("Error"), "Overloaded; try again"),
@@ -84,7 +84,10 @@ def _tf_serving_routes(prefix, parameter=None):
     if parameter:
         scope = {"parameters": [{"name": parameter, "in": "path", "required": True,
                                  "schema": PREDICT_OPTIONS[parameter]}]}
-        not_found = {"404": _json(_ref("Error"), f"No such {parameter}")}
+        # as TF Serving answers: an unknown version is NOT_FOUND (404), an unknown label INVALID_ARGUMENT (400)
+        not_found = ({"404": _json(_ref("Error"), "No such version")} if parameter == "version"
+                     else {"400": _json(_ref("Error"), "No such label"),
+                           "404": _json(_ref("Error"), "No such route: a label cannot hold / or :")})
 
     def get(summary, schema):
         return {**scope, "get": {"summary": summary, "responses": {"200": _json(_ref(schema)), **not_found}}}

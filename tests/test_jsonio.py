@@ -56,3 +56,11 @@ def test_answers_keep_their_order_and_are_valid_json(provider):
     text = provider.dumps(answer)
     assert list(json.loads(text)) == ["digit", "probabilities", "model"] and json.loads(text) == answer
     assert json.loads(provider.dumps(answer, indent=2)) == answer
+
+
+def test_encodes_what_orjson_refuses_as_the_standard_library_does(provider):
+    deep = [[[[0]]]]
+    for _ in range(300):  # deeper than orjson encodes
+        deep = [deep]
+    for value in (deep, {"n": 2**70}):
+        assert json.loads(provider.dumps(value)) == value
