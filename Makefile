@@ -36,9 +36,15 @@ run: $(MODEL_DIR)/model.keras
 test: $(INSTALLED) system-deps
 	NIXPKGS_LIB=$(abspath $(NIXPKGS_LIB)) $(BIN)/python -m pytest
 
-bench: $(INSTALLED)
+# Every figure in the README's benchmark sections; minutes each, and loud: run it on a quiet machine.
+bench: $(MODEL_DIR)/model.keras
 	$(BIN)/python bench/train.py
-	$(BIN)/python bench/serve.py
+	$(BIN)/python bench/serve.py --model $(MODEL_DIR)
+	$(BIN)/python bench/preprocessing.py --model $(MODEL_DIR)/model.keras
+	$(BIN)/python bench/limits.py --model $(MODEL_DIR)
+	$(BIN)/python bench/soak.py --model $(MODEL_DIR) --minutes 3
+	$(BIN)/python bench/reload_memory.py --model $(MODEL_DIR)/model.keras
+	$(BIN)/python bench/version_memory.py --model $(MODEL_DIR)/model.keras
 
 clean:
 	rm -rf $(VENV) $(MODEL_DIR) test-output .pytest_cache

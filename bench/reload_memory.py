@@ -3,7 +3,7 @@
     .venv/bin/python bench/reload_memory.py [--model out/model.keras] [--reloads 50] [--clients 2]
 
 Builds a versions directory holding the model twice (1/ and 2/, the second with a shifted output bias
-so that its file differs), starts `cnn-mnist` on it (default settings: 32 threads), starts `--clients`
+so that its file differs), starts `cnn-mnist` on it (default settings), starts `--clients`
 threads sending requests without pause, and after `--settle` seconds of that traffic takes the fresh
 server's RSS (so the reference has seen the same traffic, and only the reloads differ). Then,
 `--reloads` times: repoint the `current` label to the other version, send SIGHUP, and wait until

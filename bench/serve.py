@@ -222,7 +222,7 @@ def main(argv=None) -> int:
 
     with tempfile.TemporaryDirectory(prefix="cnn-mnist-bench-") as tmp:
         try:
-            model = args.model
+            model = os.path.abspath(args.model) if args.model else None  # the --compare server runs elsewhere
             if not model:
                 model = os.path.join(tmp, "model")
                 print("bench: no --model; training a quick one (1 epoch, 2000 digits)", flush=True)

@@ -1,7 +1,7 @@
 """Reloads do not leak: RSS stays bounded over repeated SIGHUP swaps under traffic (issue 8 §6).
 
-The server runs with its default 32 threads. Without cnn_mnist/heap.py, RSS climbed by about 22 MB per
-reload here (698 → 1,033 MB in 15 reloads); with only the garbage collection and malloc_trim, by about
+The server runs with its default thread count (server-defaults.json). Without cnn_mnist/heap.py, RSS
+climbed by about 22 MB per reload here (at 32 threads) (698 → 1,033 MB in 15 reloads); with only the garbage collection and malloc_trim, by about
 12 MB; with the mmap threshold pinned as well, the first reloads add some 20 MB and later ones almost
 nothing (697 → 724 MB). The test allows 80 MB over the server before any reload (after the same
 traffic): about 11 % of a fresh server, three times what the fixed server shows, and crossed by the
@@ -36,7 +36,7 @@ def test_rss_does_not_grow_with_reloads_under_load(tmp_path, trained_model):
     shutil.copy(trained_model / "model.keras", versions / "1" / "model.keras")
     save_variant(trained_model / "model.keras", versions / "2" / "model.keras", nudged)
     os.symlink("1", versions / "current")
-    process, url = start_server(versions)  # 32 threads, as in production
+    process, url = start_server(versions)  # the default thread count, as in production
     with np.load(DATASET) as data:
         hammer = Hammer(url, {"pixels": data["x_test"][0].tolist()}, threads=2)
     samples = {}
