@@ -202,7 +202,7 @@ in
     };
 
     channelTimeout = mkOption {
-      type = types.numbers.positive;
+      type = types.ints.positive; # whole seconds, as the server takes them
       default = defaults.channel_timeout;
       example = 10;
       description = ''

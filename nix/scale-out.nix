@@ -38,7 +38,11 @@
               };
             }) backends
           );
-          extraConfig = "keepalive 16;";
+          # idle connections to a backend close before the backend closes them (--channel-timeout)
+          extraConfig = ''
+            keepalive 16;
+            keepalive_timeout ${toString (builtins.div config.services.cnn-mnist.channelTimeout 2)}s;
+          '';
         };
         virtualHosts.cnn-mnist = {
           default = true;

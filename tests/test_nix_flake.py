@@ -132,6 +132,9 @@ def test_network_proxy_spreads_over_the_backends_and_retries():
     assert sorted(upstream) == ["backend-1:8080", "backend-2:8080", "backend-3:8080"]
     for server in upstream.values():
         assert server == {"max_fails": 1, "fail_timeout": "10s"}
+    # idle upstream connections close before the backends' --channel-timeout (30 s) closes them
+    upstream_config = m["nginx"]["upstreams"]["cnn-mnist"]["extraConfig"]
+    assert "keepalive 16;" in upstream_config and "keepalive_timeout 15s;" in upstream_config
     location = m["nginx"]["virtualHosts"]["cnn-mnist"]["locations"]["/"]
     assert location["proxyPass"] == "http://cnn-mnist"
     assert "proxy_next_upstream error timeout http_502 http_503 http_504 non_idempotent;" in location["extraConfig"]

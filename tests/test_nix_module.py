@@ -152,7 +152,7 @@ def test_module_theano_is_rejected_with_an_explanation():
 @pytest.mark.parametrize(
     "settings, message",
     [({"port": 70000}, "16 bit unsigned integer"), ({"backend": "mxnet"}, "one of"),
-     ({"threads": 0}, "positive integer")],
+     ({"threads": 0}, "positive integer"), ({"channelTimeout": 2.5}, "positive integer")],
 )
 def test_module_rejects_ill_typed_values(settings: dict, message: str):
     stderr = eval_error(HARNESS / "module-eval.nix", *module_args(settings))
