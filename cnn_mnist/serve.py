@@ -53,6 +53,8 @@ def parse_args(argv=None):
                         f"(default {DEFAULTS['max_regression']})")
     add_verbose_option(parser)
     args = parser.parse_args(argv)
+    if not os.path.exists(args.model):  # the rest of the model checks need the backend, and its slow import
+        parser.error(f"model not found: {args.model}")
     for option in ("min_accuracy", "max_regression"):
         if not 0 <= getattr(args, option) <= 1:
             parser.error(f"--{option.replace('_', '-')} must be between 0 and 1, not {getattr(args, option)}")

@@ -14,6 +14,7 @@ import urllib.request
 
 import numpy as np
 import pytest
+from backend_hook import hook_env
 from conftest import DATASET, ROOT, free_port, metric, start_server, wait_ready
 
 from cnn_mnist.inference import Predictor
@@ -66,9 +67,12 @@ def assert_usage_error(result, *words):
     (["--threads", "0"], {}, ["--threads"]),
     ([], {"PORT": "abc"}, ["--port", "'abc'"]),
     ([], {"THREADS": "0"}, ["--threads"]),
+    (["--model", "/nonexistent/model.keras"], {}, ["model not found: /nonexistent/model.keras"]),
 ])
-def test_usage_errors_before_loading_anything(args, env, words, trained_model):
-    assert_usage_error(run_cli("--model", trained_model, *args, env=env), *words)
+def test_usage_errors_before_loading_anything(args, env, words, trained_model, tmp_path):
+    """Found before the backend is imported: an import would exit 97 here (tests/backend_hook.py)."""
+    forbid_import = hook_env(tmp_path, "forbid")
+    assert_usage_error(run_cli("--model", trained_model, *args, env={**env, **forbid_import}), *words)
 
 
 @pytest.mark.slow
