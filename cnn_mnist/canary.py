@@ -7,13 +7,12 @@ t10k files; the training files need not be there).
 
 import os
 import time
-import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from .data import IDX_FILES, IMAGE_SHAPE, NUM_CLASSES, _find_idx_file, _read_idx
+from .data import IDX_FILES, IMAGE_SHAPE, NUM_CLASSES, _find_idx_file, _read_idx, read_npz
 from .errors import UsageError
 from .preprocessing import to_model_input
 
@@ -33,7 +32,8 @@ def load_canary(path=None) -> CanarySet:
     if os.path.isdir(path):
         images, labels = (_read_idx(_find_test_file(path, IDX_FILES[key])) for key in ("x_test", "y_test"))
     elif os.path.isfile(path):
-        images, labels = _load_npz_test_set(path)
+        test_set = read_npz(path, ("x_test", "y_test"), "an MNIST canary set (a Keras mnist.npz with x_test and y_test)")
+        images, labels = test_set["x_test"], test_set["y_test"]
     else:
         raise UsageError(f"canary set not found: {path}")
     _validate(images, labels, path)
@@ -46,19 +46,6 @@ def _find_test_file(directory, stem):
     except UsageError:
         raise UsageError(f"{directory}: not an MNIST canary set, no {stem}[.gz] in it "
                          "(an IDX canary directory needs the two t10k files)") from None
-
-
-def _load_npz_test_set(path):
-    try:
-        archive = np.load(path, allow_pickle=False)
-        if not isinstance(archive, np.lib.npyio.NpzFile):
-            raise UsageError(f"{path}: a single .npy array, not an .npz with x_test and y_test")
-        with archive:
-            if not {"x_test", "y_test"} <= set(archive.files):
-                raise UsageError(f"{path}: not an MNIST canary set (a Keras mnist.npz with x_test and y_test)")
-            return archive["x_test"], archive["y_test"]
-    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as error:
-        raise UsageError(f"{path}: not a readable .npz file ({error})") from None
 
 
 def _validate(images, labels, path):

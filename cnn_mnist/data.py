@@ -57,18 +57,22 @@ def sha256_file(path: str) -> str:
 
 
 def _load_npz(path):
+    return read_npz(path, NPZ_KEYS, "a Keras mnist.npz"), sha256_file(path)
+
+
+def read_npz(path, keys, layout: str) -> dict:
+    """The arrays `keys` of the .npz at `path`; a UsageError naming `layout` when the file is not that."""
     try:
         archive = np.load(path, allow_pickle=False)
         if not isinstance(archive, np.lib.npyio.NpzFile):
-            raise UsageError(f"{path}: a single .npy array, not an .npz archive of x_train, y_train, x_test, y_test")
+            raise UsageError(f"{path}: a single .npy array, not an .npz archive of {', '.join(keys)}")
         with archive:
-            missing = [key for key in NPZ_KEYS if key not in archive.files]
+            missing = [key for key in keys if key not in archive.files]
             if missing:
-                raise UsageError(f"{path}: not a Keras mnist.npz, missing {', '.join(missing)}")
-            arrays = {key: archive[key] for key in NPZ_KEYS}
+                raise UsageError(f"{path}: not {layout}, missing {', '.join(missing)}")
+            return {key: archive[key] for key in keys}
     except (OSError, ValueError, EOFError, zipfile.BadZipFile) as error:
         raise UsageError(f"{path}: not a readable .npz file ({error})") from None
-    return arrays, sha256_file(path)
 
 
 def _load_idx_dir(path):

@@ -53,8 +53,6 @@ def parse_args(argv=None):
                         f"(default {DEFAULTS['max_regression']})")
     add_verbose_option(parser)
     args = parser.parse_args(argv)
-    if not os.path.exists(args.model):  # the rest of the model checks need the backend, and its slow import
-        parser.error(f"model not found: {args.model}")
     for option in ("min_accuracy", "max_regression"):
         if not 0 <= getattr(args, option) <= 1:
             parser.error(f"--{option.replace('_', '-')} must be between 0 and 1, not {getattr(args, option)}")
@@ -66,6 +64,8 @@ def parse_args(argv=None):
         parser.error(f"--port must be 0-65535, not {args.port}")
     if not 0 <= args.max_batch_delay_ms <= 1000:
         parser.error("--max-batch-delay-ms must be between 0 and 1000")
+    if not os.path.exists(args.model):  # the rest of the model checks need the backend, and its slow import
+        parser.error(f"model not found: {args.model}")
     return args
 
 

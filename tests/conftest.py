@@ -9,6 +9,7 @@ import sys
 import time
 import urllib.request
 
+import numpy as np
 import pytest
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
@@ -48,6 +49,13 @@ def tree(path):
             with open(full, "rb") as stream:
                 found[os.path.relpath(full, path)] = stream.read()
     return found
+
+
+@pytest.fixture(scope="session")
+def test_set():
+    """The official MNIST test set (in the bundled data): images (N, 28, 28) uint8 and labels."""
+    with np.load(DATASET) as data:
+        return data["x_test"], data["y_test"]
 
 
 @pytest.fixture(scope="module")

@@ -6,7 +6,7 @@ import io
 import jsonschema_rs
 import numpy as np
 import pytest
-from conftest import DATASET, metric
+from conftest import metric
 from PIL import Image
 
 from cnn_mnist.app import create_app
@@ -14,12 +14,6 @@ from cnn_mnist.data import sha256_file
 from cnn_mnist.inference import Predictor
 
 TF = "/v1/models/cnn-mnist"
-
-
-@pytest.fixture(scope="module")
-def test_set():
-    with np.load(DATASET) as data:
-        return data["x_test"], data["y_test"]
 
 
 @pytest.fixture(scope="module")

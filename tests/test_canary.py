@@ -28,12 +28,6 @@ from cnn_mnist.inference import ModelCheckError
 TF = "v1/models/cnn-mnist"
 
 
-@pytest.fixture(scope="module")
-def test_set():
-    with np.load(DATASET) as data:
-        return data["x_test"], data["y_test"]
-
-
 def write_idx(path, array):
     header = struct.pack(f">BBBB{array.ndim}I", 0, 0, 0x08, array.ndim, *array.shape)
     opener = gzip.open if path.suffix == ".gz" else open

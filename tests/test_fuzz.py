@@ -5,7 +5,6 @@ must be no 5xx, carry a documented status, content type and body shape; a 405 mu
 data the document forbids must be refused. Bounded: a fixed number of examples per operation, in-process.
 """
 
-import pytest
 import schemathesis
 from hypothesis import HealthCheck, settings
 from schemathesis.specs.openapi import checks as openapi_checks

@@ -4,21 +4,14 @@ import os
 import shutil
 import threading
 
-import numpy as np
 import pytest
-from conftest import DATASET, metric
+from conftest import metric
 
 from cnn_mnist import model_store
 from cnn_mnist.app import create_app
 from cnn_mnist.data import sha256_file
 
 TF = "/v1/models/cnn-mnist"
-
-
-@pytest.fixture(scope="module")
-def test_set():
-    with np.load(DATASET) as data:
-        return data["x_test"], data["y_test"]
 
 
 @pytest.fixture

@@ -37,12 +37,6 @@ def original_labels(client, digits):
 
 
 @pytest.fixture(scope="module")
-def test_set():
-    with np.load(DATASET) as data:
-        return data["x_test"], data["y_test"]
-
-
-@pytest.fixture(scope="module")
 def redrawn(test_set):
     """(indices into the test set, mnist_like of each of those digits drawn on a browser canvas)."""
     digits, _ = test_set
