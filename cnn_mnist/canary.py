@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .data import IDX_FILES, IMAGE_SHAPE, NUM_CLASSES, _find_idx_file, _read_idx, read_npz
+from .data import IDX_FILES, _find_idx_file, _read_idx, read_npz, validate_split
 from .errors import UsageError
 from .preprocessing import to_model_input
 
@@ -36,7 +36,7 @@ def load_canary(path=None) -> CanarySet:
         images, labels = test_set["x_test"], test_set["y_test"]
     else:
         raise UsageError(f"canary set not found: {path}")
-    _validate(images, labels, path)
+    validate_split(images, labels, "test", path)
     return CanarySet(to_model_input(images), labels.astype(np.int64), path)
 
 
@@ -46,15 +46,6 @@ def _find_test_file(directory, stem):
     except UsageError:
         raise UsageError(f"{directory}: not an MNIST canary set, no {stem}[.gz] in it "
                          "(an IDX canary directory needs the two t10k files)") from None
-
-
-def _validate(images, labels, path):
-    if images.dtype != np.uint8 or images.ndim != 3 or images.shape[1:] != IMAGE_SHAPE or not len(images):
-        raise UsageError(f"{path}: canary images must be uint8 (N, 28, 28), not {images.dtype} {images.shape}")
-    if not np.issubdtype(labels.dtype, np.integer) or labels.shape != (len(images),):
-        raise UsageError(f"{path}: canary labels must be {len(images)} integers, not {labels.dtype} {labels.shape}")
-    if labels.min() < 0 or labels.max() >= NUM_CLASSES:
-        raise UsageError(f"{path}: canary labels must lie in 0..9, found {labels.min()}..{labels.max()}")
 
 
 def score(predictor, canary: CanarySet) -> tuple:

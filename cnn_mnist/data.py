@@ -115,16 +115,18 @@ def _read_idx(path):
 
 def _validate(arrays, path):
     for part in ("train", "test"):
-        images, labels = arrays[f"x_{part}"], arrays[f"y_{part}"]
-        if images.dtype != np.uint8:
-            raise UsageError(f"{path}: x_{part} must be uint8 pixels, not {images.dtype}")
-        if images.ndim != 3 or images.shape[1:] != IMAGE_SHAPE or images.shape[0] == 0:
-            raise UsageError(f"{path}: x_{part} must have shape (N, 28, 28), not {images.shape}")
-        if not np.issubdtype(labels.dtype, np.integer):
-            raise UsageError(f"{path}: y_{part} must be integer labels, not {labels.dtype}")
-        if labels.shape != (images.shape[0],):
-            raise UsageError(
-                f"{path}: y_{part} has shape {labels.shape} but x_{part} holds {images.shape[0]} images"
-            )
-        if labels.min() < 0 or labels.max() >= NUM_CLASSES:
-            raise UsageError(f"{path}: y_{part} labels must lie in 0..9, found {labels.min()}..{labels.max()}")
+        validate_split(arrays[f"x_{part}"], arrays[f"y_{part}"], part, path)
+
+
+def validate_split(images, labels, part: str, path) -> None:
+    """One split: images (N, 28, 28) uint8 and N integer labels in 0..9, or a UsageError naming what is wrong."""
+    if images.dtype != np.uint8:
+        raise UsageError(f"{path}: x_{part} must be uint8 pixels, not {images.dtype}")
+    if images.ndim != 3 or images.shape[1:] != IMAGE_SHAPE or images.shape[0] == 0:
+        raise UsageError(f"{path}: x_{part} must have shape (N, 28, 28), not {images.shape}")
+    if not np.issubdtype(labels.dtype, np.integer):
+        raise UsageError(f"{path}: y_{part} must be integer labels, not {labels.dtype}")
+    if labels.shape != (images.shape[0],):
+        raise UsageError(f"{path}: y_{part} has shape {labels.shape} but x_{part} holds {images.shape[0]} images")
+    if labels.min() < 0 or labels.max() >= NUM_CLASSES:
+        raise UsageError(f"{path}: y_{part} labels must lie in 0..9, found {labels.min()}..{labels.max()}")
