@@ -41,7 +41,7 @@ def fraction(text: str) -> float:
     """A number in [0, 1], such as an accuracy."""
     value = float(text)
     if math.isnan(value) or not 0 <= value <= 1:
-        raise argparse.ArgumentTypeError(f"must be a number from 0 to 1, not {text}")
+        raise argparse.ArgumentTypeError(f"must be a number between 0 and 1, not {text}")
     return value
 
 

@@ -13,7 +13,7 @@ import threading
 
 from .backends import BACKENDS, DEFAULT_BACKEND
 from .canary import load_canary
-from .cli import ArgumentParser, add_verbose_option, fail, import_keras, positive_float, positive_int
+from .cli import ArgumentParser, add_verbose_option, fail, fraction, import_keras, positive_float, positive_int
 from .defaults import SERVER as DEFAULTS
 from .errors import UsageError
 
@@ -46,16 +46,13 @@ def parse_args(argv=None):
                         help=f"seconds a connection may sit idle or half-sent before it is closed (default {DEFAULTS['channel_timeout']})")
     parser.add_argument("--canary", help="the canary set every model is scored on before it serves: a Keras "
                         "mnist.npz (x_test, y_test) or an IDX directory (default: 1,000 MNIST test digits shipped)")
-    parser.add_argument("--min-accuracy", type=float, default=DEFAULTS["min_accuracy"],
+    parser.add_argument("--min-accuracy", type=fraction, default=DEFAULTS["min_accuracy"],
                         help=f"canary accuracy below which a model never serves (default {DEFAULTS['min_accuracy']})")
-    parser.add_argument("--max-regression", type=float, default=DEFAULTS["max_regression"],
+    parser.add_argument("--max-regression", type=fraction, default=DEFAULTS["max_regression"],
                         help="on SIGHUP, refuse a model scoring this much below the one serving; 1 turns it off "
                         f"(default {DEFAULTS['max_regression']})")
     add_verbose_option(parser)
     args = parser.parse_args(argv)
-    for option in ("min_accuracy", "max_regression"):
-        if not 0 <= getattr(args, option) <= 1:
-            parser.error(f"--{option.replace('_', '-')} must be between 0 and 1, not {getattr(args, option)}")
     try:
         args.canary = load_canary(args.canary)  # numpy only: a bad file fails before the backend's slow import
     except UsageError as error:

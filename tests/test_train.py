@@ -86,7 +86,7 @@ BAD_INPUTS = {
     "batch-size-0": (valid("--batch-size", 0), "argument --batch-size"),
     "train-samples-0": (valid("--train-samples", 0), "argument --train-samples"),
     "no-dataset": (lambda tmp_path: [], "the following arguments are required: --dataset"),
-    "min-accuracy-1.5": (valid("--min-accuracy", 1.5), "argument --min-accuracy: must be a number from 0 to 1"),
+    "min-accuracy-1.5": (valid("--min-accuracy", 1.5), "argument --min-accuracy: must be a number between 0 and 1"),
     "min-accuracy-negative": (valid("--min-accuracy", -0.1), "argument --min-accuracy"),
     "min-accuracy-nan": (valid("--min-accuracy", "nan"), "argument --min-accuracy"),
 }
