@@ -55,8 +55,9 @@ def mnist_like(image: Image.Image) -> np.ndarray:
     ink = _ink(image)
     if ink.max() == 0:
         raise UsageError("the image holds no ink: draw or upload a digit")
-    rows = np.flatnonzero(ink.max(axis=1) > INK_THRESHOLD * ink.max())
-    cols = np.flatnonzero(ink.max(axis=0) > INK_THRESHOLD * ink.max())
+    threshold = INK_THRESHOLD * ink.max()
+    rows = np.flatnonzero(ink.max(axis=1) > threshold)
+    cols = np.flatnonzero(ink.max(axis=0) > threshold)
     ink = ink[rows[0] : rows[-1] + 1, cols[0] : cols[-1] + 1]
 
     height, width = ink.shape
