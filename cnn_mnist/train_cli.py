@@ -1,9 +1,9 @@
 """`cnn-mnist-train`: train the ConvNet on MNIST and write a reproducible model directory."""
 
 import dataclasses
+import functools
 import importlib.util
 import os
-import signal
 import sys
 
 from .artifact import check_writable_parent
@@ -11,15 +11,10 @@ from .backends import BACKENDS, DEFAULT_BACKEND, check_backend
 from .cli import ArgumentParser, add_verbose_option, fail, fraction, import_keras, positive_float, positive_int
 from .data import load_dataset
 from .errors import UsageError
+from .interrupts import Interrupted, StopSignals
 
 PROG = "cnn-mnist-train"
 BELOW_MIN_ACCURACY = 3  # not 2: the input was fine, the model is not good enough
-INTERRUPTED = {signal.SIGINT: 130, signal.SIGTERM: 143}  # 128 + the signal's number, as a shell reports it
-
-
-class Terminated(BaseException):
-    """SIGTERM, raised wherever the program is, as Ctrl-C raises KeyboardInterrupt (so cleanup runs)."""
-
 
 def parse_args(argv=None):
     parser = ArgumentParser(prog=PROG, description=__doc__)
@@ -53,16 +48,16 @@ def main(argv=None) -> int:
         dataset = check_usage(args)
     except (UsageError, PermissionError) as error:
         fail(PROG, str(error))
-    signal.signal(signal.SIGTERM, _raise_terminated)
+    stops = StopSignals()
+    stops.install()
     before = _identity(args.output)
     try:
         import_keras(args.backend, PROG, args.verbose)
-        return run(args, dataset)
-    except (KeyboardInterrupt, Terminated) as stop:
-        signum = signal.SIGTERM if isinstance(stop, Terminated) else signal.SIGINT
+        return run(args, dataset, stops)
+    except Interrupted as stop:
         state = "left as it was" if _identity(args.output) == before else "already replaced by the new model"
-        print(f"{PROG}: interrupted by {signum.name}; {args.output} {state}", file=sys.stderr)
-        return INTERRUPTED[signum]
+        print(f"{PROG}: interrupted by {stop.signum.name}; {args.output} {state}", file=sys.stderr)
+        return stop.exit_status
 
 
 def check_usage(args):
@@ -75,12 +70,13 @@ def check_usage(args):
     return subset(dataset, args.train_samples, args.test_samples)
 
 
-def run(args, dataset) -> int:
+def run(args, dataset, stops: StopSignals) -> int:
     from .training import BelowMinimumAccuracy, TrainConfig, train
 
     config = TrainConfig(args.epochs, args.batch_size, args.learning_rate, args.seed, args.tensorboard)
     try:
-        train(dataset, args.output, config, log=lambda line: print(line, flush=True), min_accuracy=args.min_accuracy)
+        log = functools.partial(print, flush=True)
+        train(dataset, args.output, config, log=log, min_accuracy=args.min_accuracy, stops=stops)
     except BelowMinimumAccuracy as error:
         fail(PROG, f"{error}; {args.output} left as it was", status=BELOW_MIN_ACCURACY)
     except OSError as error:
@@ -96,10 +92,6 @@ def subset(dataset, train_samples, test_samples):
         x_test=dataset.x_test[:test_samples],
         y_test=dataset.y_test[:test_samples],
     )
-
-
-def _raise_terminated(signum, frame):
-    raise Terminated()
 
 
 def _identity(path):

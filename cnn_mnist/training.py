@@ -15,6 +15,7 @@ import numpy as np
 from . import __version__, artifact, plots
 from .backends import backend_version
 from .data import Dataset
+from .interrupts import StopSignals
 from .net import build_model
 from .preprocessing import to_model_input
 
@@ -66,6 +67,20 @@ class EpochLog(keras.callbacks.Callback):
         )
 
 
+class StopBetweenBatches(keras.callbacks.Callback):
+    """Raises a stop that `StopSignals` recorded, at a batch boundary, where unwinding out of fit is safe."""
+
+    def __init__(self, stops: StopSignals):
+        super().__init__()
+        self.stops = stops
+
+    def on_train_batch_end(self, batch, logs=None):
+        self.stops.raise_pending()
+
+    def on_test_batch_end(self, batch, logs=None):
+        self.stops.raise_pending()
+
+
 class BelowMinimumAccuracy(Exception):
     """The trained model scored below the floor; nothing was written."""
 
@@ -74,9 +89,17 @@ class BelowMinimumAccuracy(Exception):
         self.accuracy, self.floor = accuracy, floor
 
 
-def train(dataset: Dataset, output: str, config: TrainConfig, log=print, min_accuracy: float = 0.0) -> dict:
+def train(
+    dataset: Dataset,
+    output: str,
+    config: TrainConfig,
+    log=print,
+    min_accuracy: float = 0.0,
+    stops: StopSignals | None = None,
+) -> dict:
     """Train on `dataset` and atomically write `output`; returns the metrics written to metrics.json.
 
+    With `stops` (installed), SIGINT and SIGTERM stop the training between two batches, never inside one.
     Below `min_accuracy` (compared as accuracy.txt states it, to 4 places, as the Nix gate reads it)
     it raises BelowMinimumAccuracy before `output` is touched.
     """
@@ -85,21 +108,25 @@ def train(dataset: Dataset, output: str, config: TrainConfig, log=print, min_acc
     y_train, y_test = dataset.y_train.astype(np.int32), dataset.y_test.astype(np.int32)
     model = build_model(config.learning_rate)
     interactive = sys.stdout.isatty()
+    stops = stops or StopSignals()  # not installed: never has a stop pending
 
     with artifact.atomic_directory(output, log) as staging:
-        callbacks = [] if interactive else [EpochLog(config.epochs, len(x_train), log)]
+        callbacks = [StopBetweenBatches(stops)]
+        if not interactive:
+            callbacks.append(EpochLog(config.epochs, len(x_train), log))
         if config.tensorboard:
             callbacks.append(keras.callbacks.TensorBoard(log_dir=os.path.join(staging, "logs")))
         started = time.perf_counter()
-        history = model.fit(
-            x_train,
-            y_train,
-            batch_size=config.batch_size,
-            epochs=config.epochs,
-            validation_data=(x_test, y_test),
-            callbacks=callbacks,
-            verbose=1 if interactive else 0,
-        ).history
+        with stops.deferred():
+            history = model.fit(
+                x_train,
+                y_train,
+                batch_size=config.batch_size,
+                epochs=config.epochs,
+                validation_data=(x_test, y_test),
+                callbacks=callbacks,
+                verbose=1 if interactive else 0,
+            ).history
         seconds = time.perf_counter() - started
         accuracy = history["val_accuracy"][-1]
         if round(accuracy, ACCURACY_PLACES) < min_accuracy:
