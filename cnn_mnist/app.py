@@ -18,7 +18,7 @@ from . import openapi
 from .batching import MicroBatcher
 from .canary import CanarySet, load_canary
 from .defaults import SERVER
-from .inputs import InputError, decode_base64_image, decode_image, pixel_array, tf_serving_input
+from .inputs import InputError, decode_base64_image, decode_image, only_numbers_under, pixel_array, tf_serving_input
 from .jsonio import FastJSONProvider
 from .metrics import Metrics
 from .model_store import ModelStore, NotServed
@@ -125,7 +125,7 @@ def _register_routes(app, store, batcher, metrics):
     @app.post(f"/v1/models/{MODEL_NAME}/labels/<label:label>:predict")
     def tf_serving_predict(version=None, label=None):
         predictor = served(version, label).predictor
-        images, key = tf_serving_input(_json_object())
+        images, key = tf_serving_input(_json_object(), request.get_data())
         probabilities, _ = _classify(batcher, images, predictor)
         return jsonify({key: probabilities.tolist()})
 
@@ -218,7 +218,8 @@ def _predict_request(max_pixels: int):
     if len(forms) != 1:
         raise InputError('send exactly one of "image" (base64 or data: URL), "images" (a list), or "pixels"')
     if forms[0] == "pixels":
-        return *pixel_array(body["pixels"], unit_range_only=False), include_input
+        numbers_only = only_numbers_under(request.get_data(), "pixels")  # the bytes get_json has cached
+        return *pixel_array(body["pixels"], unit_range_only=False, numbers_only=numbers_only), include_input
     is_batch = forms[0] == "images"
     encoded = body["images"] if is_batch else [body["image"]]
     if not isinstance(encoded, list) or not encoded:

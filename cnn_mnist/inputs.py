@@ -22,6 +22,7 @@ IMAGE_FORMATS = {"PNG", "JPEG", "GIF", "BMP", "WEBP", "TIFF"}
 SIGNATURE = "serving_default"  # TF Serving's default signature name, the only one the model has
 NON_FINITE = "pixels must be finite numbers (no NaN or infinity)"
 JSON_TYPES = {bool: "true/false", str: "strings", dict: "objects", type(None): "null"}
+NUMBER_AND_LIST_BYTES = b"0123456789+-.eE,[] \t\r\n"  # all that JSON numbers and arrays are written with
 
 
 class InputError(Exception):
@@ -70,13 +71,26 @@ def decode_base64_image(text, max_pixels: int) -> np.ndarray:
         raise InputError("image is not valid base64") from None
 
 
-def pixel_array(value, *, unit_range_only: bool) -> tuple:
+def only_numbers_under(raw: bytes, key: str) -> bool:
+    """Whether the JSON body `raw` is `{"<key>": ...}` with nothing but numbers and lists in its value.
+
+    Read off the bytes, in C: any other JSON value needs a quote (a string), a brace (an object) or a
+    letter other than e/E (true, false, null). What is left once the bytes of numbers and lists are
+    deleted must then be exactly the braces and the key. This spares `pixel_array` its per-value type
+    scan (20 µs a digit, 0.3 ms for 16); a body it cannot vouch for is scanned.
+    """
+    left = raw.translate(None, NUMBER_AND_LIST_BYTES)
+    return left == f'{{"{key}":}}'.encode().translate(None, NUMBER_AND_LIST_BYTES)
+
+
+def pixel_array(value, *, unit_range_only: bool, numbers_only: bool = False) -> tuple:
     """Nested lists of numbers → (images (N, 28, 28, 1), is_batch).
 
     Accepts one image (784, 28x28 or 28x28x1) or a batch of them. Values are 0-255 or 0-1
     (decided by the largest value); with `unit_range_only` (the model's own input) only 0-1.
+    `numbers_only`: the caller has proven (`only_numbers_under`) that every leaf is an int or a float.
     """
-    others = _leaf_types(value) - {int, float}
+    others = set() if numbers_only else _leaf_types(value) - {int, float}
     if others:  # numpy would read true as 1.0 and "7" as 7.0; TF Serving refuses both for a float input
         names = sorted(JSON_TYPES.get(kind, kind.__name__) for kind in others)
         raise InputError(f"pixels must be numbers, not {' or '.join(names)}")
@@ -119,8 +133,11 @@ def _leaf_types(value) -> set:
     return kinds
 
 
-def tf_serving_input(body: dict) -> tuple:
-    """TensorFlow Serving's REST request → (images, answer key): `instances` (row) or `inputs` (columnar)."""
+def tf_serving_input(body: dict, raw: bytes = b"") -> tuple:
+    """TensorFlow Serving's REST request → (images, answer key): `instances` (row) or `inputs` (columnar).
+
+    `raw`: the body as it came, which may spare the pixel type scan (`only_numbers_under`).
+    """
     signature = body.get("signature_name", SIGNATURE)
     if signature != SIGNATURE:
         raise InputError(f'"signature_name" must be "{SIGNATURE}", the model\'s one signature; got {json.dumps(signature)}')
@@ -136,7 +153,7 @@ def tf_serving_input(body: dict) -> tuple:
         if not isinstance(value, list) or not value:
             raise InputError('"instances" must be a non-empty list')
         value = [_unwrap_named(instance) for instance in value]
-    images, is_batch = pixel_array(value, unit_range_only=True)
+    images, is_batch = pixel_array(value, unit_range_only=True, numbers_only=only_numbers_under(raw, key))
     if not is_batch:
         raise InputError(f'"{key}" must hold a batch: a list of 28x28x1 instances')
     return images, "predictions" if key == "instances" else "outputs"

@@ -6,9 +6,12 @@ import json
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from PIL import Image
 
 from cnn_mnist.app import create_app
+from cnn_mnist.inputs import _leaf_types, only_numbers_under, pixel_array
 
 TF = "/v1/models/cnn-mnist:predict"
 ZEROS = [[0] * 28] * 28
@@ -232,3 +235,40 @@ def test_a_float_tiff_with_finite_values_is_classified(client):
     """The NaN check refuses only NaN and infinity: a float TIFF of ordinary values still works."""
     response = client.post("/predict", json={"image": b64(float_tiff(0.0, 1.0))})
     assert response.status_code == 200 and 0 <= response.json["digit"] <= 9
+
+
+# ---- the pixel type check's fast path: a body proven to hold only numbers skips the per-value scan ----
+
+json_values = st.recursive(
+    st.integers(-300, 300) | st.floats(-1e3, 1e3) | st.booleans() | st.none() | st.text(max_size=3),
+    lambda children: st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=3), children, max_size=2),
+    max_leaves=12,
+)
+separators = st.sampled_from([(",", ":"), (", ", ": "), (" ,\n", " :\t")])
+
+
+@given(value=json_values, extra=st.dictionaries(st.sampled_from(["include_input", "label", "pixel"]), json_values,
+                                                max_size=1), separators=separators)
+@settings(max_examples=400, derandomize=True, deadline=None)
+def test_only_numbers_under_vouches_exactly_for_bodies_of_numbers_and_lists(value, extra, separators):
+    body = {"pixels": value, **extra}
+    raw = json.dumps(body, separators=separators).encode()
+    holds_only_numbers = not extra and not (_leaf_types(value) - {int, float})
+    assert only_numbers_under(raw, "pixels") == holds_only_numbers
+
+
+@pytest.mark.parametrize("raw", [
+    b'{"pixels": [[true]]}', b'{"pixels": [null]}', b'{"pixels": ["1"]}', b'{"pixels": [{"a": 1}]}',
+    b'{"pixels": [1], "pixels": [2]}', b'{"pi\\u0078els": [1]}', b'{"instances": [[1]]}', b'{"pixels": [1]} x',
+])
+def test_only_numbers_under_refuses_what_it_cannot_vouch_for(raw):
+    assert not only_numbers_under(raw, "pixels")
+
+
+def test_a_body_of_numbers_is_checked_and_converted_as_before():
+    raw = b'{"pixels": [[0, 1e2, 255.0, 2E-3]]}'
+    value = json.loads(raw)["pixels"]
+    assert only_numbers_under(raw, "pixels")
+    fast = pixel_array([value[0] * 196], unit_range_only=False, numbers_only=True)
+    scanned = pixel_array([value[0] * 196], unit_range_only=False)
+    assert fast[1] == scanned[1] and np.array_equal(fast[0], scanned[0])
