@@ -5,7 +5,8 @@
 The reference rows: a bare Flask + waitress endpoint (`bench/bare_server.py`: the same body parsed, a
 constant answer of the same shape, the same waitress settings), whose throughput is the ceiling, and a
 naive seed-style server (`bench/naive_server.py`). The headline is cnn-mnist's share of the bare
-endpoint's throughput at 16 clients.
+endpoint's throughput at 16 clients. With `--free-forward`, cnn-mnist also runs with a forward pass
+that costs nothing (`bench/free_forward_server.py`): the share the app itself allows, before the model.
 
 Each server runs as a subprocess on a free 127.0.0.1 port. "Ready" is the time from starting the
 process to the first 200 from /readyz. Then, for every concurrency level, a closed-loop load generator
@@ -164,12 +165,17 @@ def report(results, labels):
                 ratio = lv["requests_per_s"] / max(ref["requests_per_s"], 1e-9)
                 lines.append(f"{label} at {lv['clients']} clients: "
                              + (f"{ratio:.0f}x" if reference == "naive" else f"{ratio:.0%}"))
+    if "free-forward" in by_name and "bare" in by_name:
+        for lv, ref in zip(by_name["free-forward"]["levels"], by_name["bare"]["levels"]):
+            ratio = lv["requests_per_s"] / max(ref["requests_per_s"], 1e-9)
+            lines.append(f"free-forward cnn-mnist's share of the bare endpoint at {lv['clients']} clients: {ratio:.0%}")
     lines.append("ready (process start to first 200 from /readyz): "
                  + ", ".join(f"{r['server']} {r['ready_s']:.2f} s" for r in results))
     for r in results:
         peak, digits = r["peak_rss_mb"], r["digits"]
         accuracy = sum(d == int(y) for d, y in zip(digits, labels)) / len(digits)
-        checked = "" if r is by_name.get("bare") else f"; {accuracy:.0%} of the {len(digits)} checked digits right"
+        unchecked = r is by_name.get("bare") or r is by_name.get("free-forward")  # constant answers
+        checked = "" if unchecked else f"; {accuracy:.0%} of the {len(digits)} checked digits right"
         lines.append(f"peak RSS {r['server']}: {peak['VmRSS']:.0f} MB = {peak['RssAnon']:.0f} MB anon + "
                      f"{peak['RssFile']:.0f} MB file-backed + {peak['RssShmem']:.0f} MB shmem{checked}")
     if ours and "naive" in by_name:
@@ -190,6 +196,8 @@ def parse_args(argv=None):
     add("--batch", type=int, default=1, help="images per request (default 1); predictions = requests x batch")
     add("--skip-naive", action="store_true", help="leave out the naive server")
     add("--skip-bare", action="store_true", help="leave out the bare Flask + waitress endpoint")
+    add("--free-forward", action="store_true", help="also measure cnn-mnist with a forward pass that costs nothing "
+        "(bench/free_forward_server.py): what the app allows before the model's arithmetic")
     add("--compare", metavar="CHECKOUT", help="also measure the cnn-mnist of another checkout (e.g. a git worktree "
         "of an older commit) in the same run, with the same flags")
     add("--threads", type=int, help="waitress threads for cnn-mnist and the bare endpoint (default: cnn-mnist's)")
@@ -242,6 +250,10 @@ def main(argv=None) -> int:
             if args.compare:
                 servers.append((f"baseline cnn-mnist ({os.path.abspath(args.compare)})", ours,
                                 os.path.abspath(args.compare)))
+            if args.free_forward:
+                servers.append(("free-forward cnn-mnist (its forward pass replaced by a constant)",
+                                [sys.executable, os.path.join(ROOT, "bench", "free_forward_server.py"), *ours[3:],
+                                 "--min-accuracy", "0"], ROOT))
             if not args.skip_bare:
                 servers.insert(0, ("bare Flask + waitress (parses the body, answers a constant)",
                                    [sys.executable, os.path.join(ROOT, "bench", "bare_server.py"), *threads], ROOT))
