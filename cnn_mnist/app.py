@@ -76,7 +76,6 @@ def create_app(config=None) -> Flask:
     )
     metrics.record_serving(store.serving)
     batcher = MicroBatcher(
-        lambda: store.predictor,
         app.config["MAX_BATCH_SIZE"],
         app.config["MAX_BATCH_DELAY_MS"] / 1000,
         on_batch=metrics.record_batch,
@@ -88,9 +87,9 @@ def create_app(config=None) -> Flask:
     return app
 
 
-def _classify(batcher, images: np.ndarray, predictor=None):
+def _classify(batcher, images: np.ndarray, predictor):
     try:
-        return batcher.predict(images, predictor=predictor)
+        return batcher.predict(images, predictor)
     except TimeoutError:
         raise InputError("the model is overloaded; try again", 503) from None
 

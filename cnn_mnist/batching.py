@@ -26,24 +26,22 @@ class _Request:
 class MicroBatcher:
     """Runs the forward passes of concurrent `predict` calls together, at most `max_batch_size` images a pass.
 
-    `get_predictor` is called once per pass, so a model swapped in between passes serves the next one
-    while the pass already running finishes on the model it started with. A request that names its own
-    predictor (a version or a label) keeps it even if a reload retires that version meanwhile; a batch
-    holding requests for several predictors runs one forward pass per predictor. `max_delay` (seconds) lets a
-    leader whose batch is not full wait that long after its own arrival for more requests; 0 never waits.
+    Each request names the predictor that answers it (the serving model, a version or a label), and
+    keeps it even if a reload retires that version meanwhile; a batch holding requests for several
+    predictors runs one forward pass per predictor. `max_delay` (seconds) lets a leader whose batch is
+    not full wait that long after its own arrival for more requests; 0 never waits.
     """
 
-    def __init__(self, get_predictor, max_batch_size=64, max_delay=0.0, on_batch=None):
-        self.get_predictor, self.max_batch_size, self.max_delay = get_predictor, max_batch_size, max_delay
+    def __init__(self, max_batch_size=64, max_delay=0.0, on_batch=None):
+        self.max_batch_size, self.max_delay = max_batch_size, max_delay
         self.on_batch = on_batch or (lambda size: None)
         self._lock = threading.Condition()  # guards _queue and _running; notified when a request queues
         self._queue = deque()
         self._running = False  # a leader is between taking a batch and handing the lead on
 
-    def predict(self, images: np.ndarray, timeout: float = 30.0, predictor=None):
-        """(N, 28, 28, 1) float32 images → (probabilities (N, 10), the ModelInfo of the model that answered).
+    def predict(self, images: np.ndarray, predictor, timeout: float = 30.0):
+        """(N, 28, 28, 1) float32 images → (probabilities (N, 10), the ModelInfo of `predictor`, which answered).
 
-        `predictor`: the model to answer with; by default the one `get_predictor` gives at the pass.
         Raises TimeoutError when no answer came within `timeout` seconds, and whatever the forward pass raised.
         """
         request, arrived = _Request(images, predictor), time.monotonic()
@@ -102,10 +100,9 @@ class MicroBatcher:
         return batch
 
     def _execute(self, batch):
-        default, groups = self.get_predictor(), {}
+        groups = {}
         for request in batch:
-            predictor = request.predictor or default
-            groups.setdefault(id(predictor), (predictor, []))[1].append(request)
+            groups.setdefault(id(request.predictor), (request.predictor, []))[1].append(request)
         for predictor, requests in groups.values():
             self._execute_on(predictor, requests)
 

@@ -34,13 +34,13 @@ def digits(*values):
     return images
 
 
-def run_concurrently(batcher, requests):
+def run_concurrently(batcher, predictor, requests):
     """Call predict from one thread per request; → {index: result or exception}."""
     results = {}
 
     def call(index, images):
         try:
-            results[index] = batcher.predict(images, timeout=10)
+            results[index] = batcher.predict(images, predictor, timeout=10)
         except Exception as error:  # noqa: BLE001 - the test inspects it
             results[index] = error
 
@@ -52,8 +52,8 @@ def run_concurrently(batcher, requests):
 
 def test_a_lone_request_runs_at_once_on_its_own_thread():
     predictor = FakePredictor()
-    batcher = MicroBatcher(lambda: predictor, max_batch_size=64, max_delay=0)
-    probabilities, info = batcher.predict(digits(3, 5))
+    batcher = MicroBatcher(max_batch_size=64, max_delay=0)
+    probabilities, info = batcher.predict(digits(3, 5), predictor)
     assert probabilities.argmax(axis=1).tolist() == [3, 5] and info == "a"
     assert predictor.passes == [2] and predictor.threads == [threading.current_thread().name]
 
@@ -61,11 +61,11 @@ def test_a_lone_request_runs_at_once_on_its_own_thread():
 def test_requests_arriving_during_a_pass_share_the_next_one_and_get_their_own_rows():
     predictor = FakePredictor()
     predictor.gate.clear()
-    batcher = MicroBatcher(lambda: predictor, max_batch_size=64, max_delay=0)
-    first_threads, first = run_concurrently(batcher, [digits(9)])
+    batcher = MicroBatcher(max_batch_size=64, max_delay=0)
+    first_threads, first = run_concurrently(batcher, predictor, [digits(9)])
     assert predictor.entered.wait(10)  # the first request leads a pass, held at the gate
     values = [[1], [2, 3], [4], [5, 6, 7], [8]]
-    threads, results = run_concurrently(batcher, [digits(*v) for v in values])
+    threads, results = run_concurrently(batcher, predictor, [digits(*v) for v in values])
     while len(batcher._queue) < len(values):  # all queued behind the running pass
         threading.Event().wait(0.01)
     predictor.gate.set()
@@ -80,10 +80,10 @@ def test_requests_arriving_during_a_pass_share_the_next_one_and_get_their_own_ro
 def test_max_batch_size_splits_the_queue_into_passes():
     predictor = FakePredictor()
     predictor.gate.clear()
-    batcher = MicroBatcher(lambda: predictor, max_batch_size=4, max_delay=0)
-    first_threads, _ = run_concurrently(batcher, [digits(0)])
+    batcher = MicroBatcher(max_batch_size=4, max_delay=0)
+    first_threads, _ = run_concurrently(batcher, predictor, [digits(0)])
     assert predictor.entered.wait(10)
-    threads, results = run_concurrently(batcher, [digits(i, i) for i in range(1, 6)])
+    threads, results = run_concurrently(batcher, predictor, [digits(i, i) for i in range(1, 6)])
     while len(batcher._queue) < 5:
         threading.Event().wait(0.01)
     predictor.gate.set()
@@ -96,36 +96,34 @@ def test_max_batch_size_splits_the_queue_into_passes():
 
 def test_a_failing_pass_fails_its_requests_and_the_batcher_goes_on():
     broken, healthy = FakePredictor(fail=True), FakePredictor("b")
-    serving = [broken]
-    batcher = MicroBatcher(lambda: serving[0], max_delay=0)
+    batcher = MicroBatcher(max_delay=0)
     with pytest.raises(RuntimeError, match="the forward pass broke"):
-        batcher.predict(digits(1))
-    serving[0] = healthy  # a model swapped in between passes serves the next one
-    probabilities, info = batcher.predict(digits(2))
+        batcher.predict(digits(1), broken)
+    probabilities, info = batcher.predict(digits(2), healthy)
     assert probabilities.argmax(axis=1).tolist() == [2] and info == "b"
 
 
 def test_a_request_that_times_out_leaves_the_queue_and_the_batcher_keeps_serving():
     predictor = FakePredictor()
     predictor.gate.clear()
-    batcher = MicroBatcher(lambda: predictor, max_delay=0)
-    first_threads, first = run_concurrently(batcher, [digits(1)])
+    batcher = MicroBatcher(max_delay=0)
+    first_threads, first = run_concurrently(batcher, predictor, [digits(1)])
     assert predictor.entered.wait(10)
     with pytest.raises(TimeoutError):
-        batcher.predict(digits(2), timeout=0.05)
+        batcher.predict(digits(2), predictor, timeout=0.05)
     assert len(batcher._queue) == 0  # the timed-out request will not be run
     predictor.gate.set()
     first_threads[0].join(10)
     assert first[0][0].argmax(axis=1).tolist() == [1]
-    assert batcher.predict(digits(3))[0].argmax(axis=1).tolist() == [3]
+    assert batcher.predict(digits(3), predictor)[0].argmax(axis=1).tolist() == [3]
     assert predictor.passes == [1, 1]
 
 
 def test_many_concurrent_callers_each_get_their_own_answer():
     predictor = FakePredictor()
-    batcher = MicroBatcher(lambda: predictor, max_batch_size=16, max_delay=0)
+    batcher = MicroBatcher(max_batch_size=16, max_delay=0)
     values = [i % 10 for i in range(200)]
-    threads, results = run_concurrently(batcher, [digits(v) for v in values])
+    threads, results = run_concurrently(batcher, predictor, [digits(v) for v in values])
     for thread in threads:
         thread.join(20)
     assert [results[i][0].argmax(axis=1).tolist() for i in range(200)] == [[v] for v in values]
@@ -134,12 +132,12 @@ def test_many_concurrent_callers_each_get_their_own_answer():
 
 def test_max_delay_lets_a_leader_wait_for_company():
     predictor = FakePredictor()
-    batcher = MicroBatcher(lambda: predictor, max_batch_size=2, max_delay=5.0)
-    threads, results = run_concurrently(batcher, [digits(1)])
+    batcher = MicroBatcher(max_batch_size=2, max_delay=5.0)
+    threads, results = run_concurrently(batcher, predictor, [digits(1)])
     while not batcher._running:
         threading.Event().wait(0.01)
     assert predictor.passes == []  # the leader waits for a second request (or 5 s) ...
-    assert batcher.predict(digits(2))[0].argmax(axis=1).tolist() == [2]
+    assert batcher.predict(digits(2), predictor)[0].argmax(axis=1).tolist() == [2]
     threads[0].join(10)
     assert predictor.passes == [2]  # ... and the batch, now full, goes at once
     assert results[0][0].argmax(axis=1).tolist() == [1]
@@ -148,12 +146,12 @@ def test_max_delay_lets_a_leader_wait_for_company():
 def test_requests_for_other_predictors_share_the_wait_but_not_the_pass():
     default, pinned = FakePredictor("default"), FakePredictor("version 3")
     default.gate.clear()
-    batcher = MicroBatcher(lambda: default, max_delay=0)
-    first_threads, _ = run_concurrently(batcher, [digits(0)])
+    batcher = MicroBatcher(max_delay=0)
+    first_threads, _ = run_concurrently(batcher, default, [digits(0)])
     assert default.entered.wait(10)
     results = {}
-    calls = [("a", digits(1), None), ("b", digits(2), pinned), ("c", digits(3), None), ("d", digits(4), pinned)]
-    threads = [threading.Thread(target=lambda k=k, x=x, p=p: results.__setitem__(k, batcher.predict(x, 10, p)))
+    calls = [("a", digits(1), default), ("b", digits(2), pinned), ("c", digits(3), default), ("d", digits(4), pinned)]
+    threads = [threading.Thread(target=lambda k=k, x=x, p=p: results.__setitem__(k, batcher.predict(x, p, 10)))
                for k, x, p in calls]
     for thread in threads:
         thread.start()
