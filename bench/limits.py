@@ -23,9 +23,8 @@ import time
 
 import numpy as np
 from loadgen import HEADERS, HOST, cpu_seconds, memory
-from serve import free_port, start_server, stop_servers
+from serve import ROOT, free_port, start_server, stop_servers
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 HALF_HEADER = b"POST /predict HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Ty"
 
 

@@ -158,17 +158,16 @@ def report(results, labels):
     lines.append("")
     by_name = {r["server"].split()[0]: r for r in results}
     ours = by_name.get("cnn-mnist")
-    for reference, label in (("bare", "share of the bare endpoint"), ("naive", "speed-up over the naive server"),
-                             ("baseline", "throughput against the --compare checkout")):
-        if ours and reference in by_name:
-            for lv, ref in zip(ours["levels"], by_name[reference]["levels"]):
+    comparisons = (("cnn-mnist", "bare", "share of the bare endpoint"),
+                   ("cnn-mnist", "naive", "speed-up over the naive server"),
+                   ("cnn-mnist", "baseline", "throughput against the --compare checkout"),
+                   ("free-forward", "bare", "free-forward cnn-mnist's share of the bare endpoint"))
+    for subject, reference, label in comparisons:
+        if subject in by_name and reference in by_name:
+            for lv, ref in zip(by_name[subject]["levels"], by_name[reference]["levels"]):
                 ratio = lv["requests_per_s"] / max(ref["requests_per_s"], 1e-9)
                 lines.append(f"{label} at {lv['clients']} clients: "
                              + (f"{ratio:.0f}x" if reference == "naive" else f"{ratio:.0%}"))
-    if "free-forward" in by_name and "bare" in by_name:
-        for lv, ref in zip(by_name["free-forward"]["levels"], by_name["bare"]["levels"]):
-            ratio = lv["requests_per_s"] / max(ref["requests_per_s"], 1e-9)
-            lines.append(f"free-forward cnn-mnist's share of the bare endpoint at {lv['clients']} clients: {ratio:.0%}")
     lines.append("ready (process start to first 200 from /readyz): "
                  + ", ".join(f"{r['server']} {r['ready_s']:.2f} s" for r in results))
     for r in results:

@@ -26,9 +26,8 @@ import time
 import numpy as np
 from loadgen import HOST, memory
 from PIL import Image
-from serve import free_port, start_server, stop_servers
+from serve import ROOT, free_port, start_server, stop_servers
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TF = "/v1/models/cnn-mnist:predict"
 PROCESSES = 4
 

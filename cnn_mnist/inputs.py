@@ -133,7 +133,7 @@ def _leaf_types(value) -> set:
     return kinds
 
 
-def tf_serving_input(body: dict, raw: bytes = b"") -> tuple:
+def tf_serving_input(body: dict, raw: bytes) -> tuple:
     """TensorFlow Serving's REST request → (images, answer key): `instances` (row) or `inputs` (columnar).
 
     `raw`: the body as it came, which may spare the pixel type scan (`only_numbers_under`).
