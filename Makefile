@@ -38,8 +38,10 @@ test: $(INSTALLED) system-deps
 
 # Every figure in the README's benchmark sections; minutes each, and loud: run it on a quiet machine.
 bench: $(MODEL_DIR)/model.keras
+	$(BIN)/pip install --quiet -e '.[bench]'
 	$(BIN)/python bench/train.py
-	$(BIN)/python bench/serve.py --model $(MODEL_DIR)
+	$(BIN)/python bench/serve.py --model $(MODEL_DIR) --free-forward --litert
+	$(BIN)/python bench/forward.py --model $(MODEL_DIR)/model.keras --litert
 	$(BIN)/python bench/preprocessing.py --model $(MODEL_DIR)/model.keras
 	$(BIN)/python bench/limits.py --model $(MODEL_DIR)
 	$(BIN)/python bench/soak.py --model $(MODEL_DIR) --minutes 3

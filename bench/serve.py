@@ -6,14 +6,17 @@ The reference rows: a bare Flask + waitress endpoint (`bench/bare_server.py`: th
 constant answer of the same shape, the same waitress settings), whose throughput is the ceiling, and a
 naive seed-style server (`bench/naive_server.py`). The headline is cnn-mnist's share of the bare
 endpoint's throughput at 16 clients. With `--free-forward`, cnn-mnist also runs with a forward pass
-that costs nothing (`bench/free_forward_server.py`): the share the app itself allows, before the model.
+that costs nothing (`bench/free_forward_server.py`): the share the app itself allows, before the model;
+with `--litert`, with its forward pass run by LiteRT's interpreter (`bench/litert_server.py`).
 
 Each server runs as a subprocess on a free 127.0.0.1 port. "Ready" is the time from starting the
 process to the first 200 from /readyz. Then, for every concurrency level, a closed-loop load generator
 (each client sends a real test digit, waits for the answer, sends the next) runs for a warm-up and
 `--seconds` of measurement. The clients live in separate processes (spawned before anything else, one
 thread and one keep-alive `http.client` connection per client), so they never share a GIL with the
-bench's bookkeeping; their CPU use is reported so one can see they were not the bottleneck. A thread
+bench's bookkeeping; their CPU use is reported so one can see they were not the bottleneck, and so is
+the server's CPU time a request and the whole machine's idle share (a server near 100 % of one core
+with the machine partly idle is bound by its GIL, not by the cores). A thread
 samples the server's /proc/PID/status every 20 ms for peak RSS, split into anonymous memory (what the
 server allocated) and file-backed pages (mostly shared libraries: TensorFlow's alone are ~530 MB).
 
@@ -118,11 +121,12 @@ def bench_server(name, argv, args, bodies, generator, log_dir, checkout=ROOT):
     print(f"{name}: ready in {ready:.2f} s, idle RSS {result['idle_rss_mb']['VmRSS']:.0f} MB", flush=True)
     for clients in args.concurrency:
         sampler.take()
-        cpu, load_cpu, wall = cpu_seconds(process.pid), generator.cpu_seconds(), time.monotonic()
+        cpu, load_cpu, idle, wall = cpu_seconds(process.pid), generator.cpu_seconds(), machine_idle(), time.monotonic()
         latencies, errors, seconds = generator.run(port, bodies, clients, args.warmup, args.seconds, args.timeout)
         anon_first, anon_last = sampler.anon_between(wall + args.warmup + 0.3, time.monotonic())
         wall = time.monotonic() - wall  # the CPU shares include the warm-up
         cpu, load_cpu = cpu_seconds(process.pid) - cpu, generator.cpu_seconds() - load_cpu
+        idle = [after - before for after, before in zip(machine_idle(), idle)]
         latencies.sort()
         level = {"clients": clients, "requests_per_s": len(latencies) / seconds,
                  "predictions_per_s": len(latencies) * args.batch / seconds,
@@ -130,16 +134,27 @@ def bench_server(name, argv, args, bodies, generator, log_dir, checkout=ROOT):
                  "p99_ms": 1000 * (percentile(latencies, 99) or float("nan")),
                  "requests": len(latencies), "errors": len(errors), "error_samples": sorted(set(errors))[:3],
                  "peak_rss_mb": sampler.take(), "server_cpu_percent": 100 * cpu / wall,
+                 "server_cpu_ms_per_request": 1000 * cpu / max(len(latencies) * wall / seconds, 1),
+                 "machine_idle_percent": 100 * idle[0] / max(idle[1], 1e-9),
                  "anon_mb_first_last": (anon_first, anon_last),
                  "load_generator_cpu_percent": 100 * load_cpu / wall}
         result["levels"].append(level)
         print(f"  {clients:>3} clients: {level['predictions_per_s']:8.1f} predictions/s, p50 {level['p50_ms']:.1f} ms, "
-              f"p99 {level['p99_ms']:.1f} ms, errors {len(errors)}; CPU: server {level['server_cpu_percent']:.0f}%, "
-              f"load generator {level['load_generator_cpu_percent']:.0f}% {level['error_samples'][:1]}", flush=True)
+              f"p99 {level['p99_ms']:.1f} ms, errors {len(errors)}; CPU: server {level['server_cpu_percent']:.0f}% "
+              f"({level['server_cpu_ms_per_request']:.2f} ms a request), load generator "
+              f"{level['load_generator_cpu_percent']:.0f}%, machine idle {level['machine_idle_percent']:.0f}% "
+              f"{level['error_samples'][:1]}", flush=True)
     sampler.stopped = True
     result["peak_rss_mb"] = sampler.overall or result["idle_rss_mb"]
     stop_servers()
     return result
+
+
+def machine_idle():
+    """(idle, total) CPU time of the whole machine so far, in clock ticks, from /proc/stat."""
+    with open("/proc/stat") as stat:
+        ticks = [int(field) for field in stat.readline().split()[1:9]]  # user … steal
+    return ticks[3] + ticks[4], sum(ticks)  # idle + iowait
 
 
 def _growth(first, last):
@@ -147,21 +162,24 @@ def _growth(first, last):
 
 
 def report(results, labels):
-    lines = ["| server | clients | requests/s | predictions/s | p50 ms | p99 ms | errors | peak RSS MB (anon) "
-             "| anon MB first → last | server CPU % |", "|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|"]
+    lines = [("| server | clients | requests/s | predictions/s | p50 ms | p99 ms | errors | peak RSS MB (anon) "
+              "| anon MB first → last | server CPU % | server CPU ms a request | machine idle % |"),
+             "|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|"]
     for r in results:
         for lv in r["levels"]:
             rss = lv["peak_rss_mb"]
             lines.append(f"| {r['server']} | {lv['clients']} | {lv['requests_per_s']:.1f} | {lv['predictions_per_s']:.1f} "
                          f"| {lv['p50_ms']:.1f} | {lv['p99_ms']:.1f} | {lv['errors']} | {rss['VmRSS']:.0f} "
-                         f"({rss['RssAnon']:.0f}) | {_growth(*lv['anon_mb_first_last'])} | {lv['server_cpu_percent']:.0f} |")
+                         f"({rss['RssAnon']:.0f}) | {_growth(*lv['anon_mb_first_last'])} | {lv['server_cpu_percent']:.0f} "
+                         f"| {lv['server_cpu_ms_per_request']:.2f} | {lv['machine_idle_percent']:.0f} |")
     lines.append("")
     by_name = {r["server"].split()[0]: r for r in results}
     ours = by_name.get("cnn-mnist")
     comparisons = (("cnn-mnist", "bare", "share of the bare endpoint"),
                    ("cnn-mnist", "naive", "speed-up over the naive server"),
                    ("cnn-mnist", "baseline", "throughput against the --compare checkout"),
-                   ("free-forward", "bare", "free-forward cnn-mnist's share of the bare endpoint"))
+                   ("free-forward", "bare", "free-forward cnn-mnist's share of the bare endpoint"),
+                   ("litert", "bare", "LiteRT cnn-mnist's share of the bare endpoint"))
     for subject, reference, label in comparisons:
         if subject in by_name and reference in by_name:
             for lv, ref in zip(by_name[subject]["levels"], by_name[reference]["levels"]):
@@ -197,6 +215,8 @@ def parse_args(argv=None):
     add("--skip-bare", action="store_true", help="leave out the bare Flask + waitress endpoint")
     add("--free-forward", action="store_true", help="also measure cnn-mnist with a forward pass that costs nothing "
         "(bench/free_forward_server.py): what the app allows before the model's arithmetic")
+    add("--litert", action="store_true", help="also measure cnn-mnist with its forward pass run by LiteRT's "
+        "interpreter (bench/litert_server.py; needs pip install ai-edge-litert)")
     add("--compare", metavar="CHECKOUT", help="also measure the cnn-mnist of another checkout (e.g. a git worktree "
         "of an older commit) in the same run, with the same flags")
     add("--threads", type=int, help="waitress threads for cnn-mnist and the bare endpoint (default: cnn-mnist's)")
@@ -253,6 +273,10 @@ def main(argv=None) -> int:
                 servers.append(("free-forward cnn-mnist (its forward pass replaced by a constant)",
                                 [sys.executable, os.path.join(ROOT, "bench", "free_forward_server.py"), *ours[3:],
                                  "--min-accuracy", "0"], ROOT))
+            if args.litert:
+                servers.append(("litert cnn-mnist (its forward pass run by LiteRT's interpreter)",
+                                [sys.executable, os.path.join(ROOT, "bench", "litert_server.py"), *ours[3:],
+                                 "--backend", "tensorflow"], ROOT))
             if not args.skip_bare:
                 servers.insert(0, ("bare Flask + waitress (parses the body, answers a constant)",
                                    [sys.executable, os.path.join(ROOT, "bench", "bare_server.py"), *threads], ROOT))

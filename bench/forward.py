@@ -1,0 +1,79 @@
+"""The forward pass alone: what one pass of the served model costs, idle and beside a busy Python thread.
+
+    .venv/bin/python bench/forward.py --model out/model.keras [--litert] [--passes 300]
+
+For batches of 1, 8 and 16 digits: the median wall time of a pass and the process CPU time per digit
+(all of TensorFlow's threads), first on an otherwise idle process, then with one Python thread
+spinning beside it, as a request thread holding the GIL would. The pass is the server's own
+(`cnn_mnist.inference.Predictor`: the compiled function, no `model.predict`); `--litert` adds the
+same model run by LiteRT's interpreter (`bench/litert_server.py`). Serving throughput is bounded by
+these figures: at 16 clients a pass holds about 8 digits.
+"""
+
+import argparse
+import os
+import statistics
+import sys
+import threading
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+
+def measure(forward, batch, passes):
+    """(median ms a pass, process CPU ms a digit) over `passes` calls."""
+    walls, cpu = [], time.process_time()
+    for _ in range(passes):
+        started = time.perf_counter()
+        forward(batch)
+        walls.append(time.perf_counter() - started)
+    return 1000 * statistics.median(walls), 1000 * (time.process_time() - cpu) / (passes * len(batch))
+
+
+def spin(stop):
+    while not stop.is_set():
+        sum(range(200))  # pure Python: holds the GIL but for the interpreter's switch interval
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--model", required=True, help="a .keras file")
+    parser.add_argument("--passes", type=int, default=300, help="passes per figure (default 300)")
+    parser.add_argument("--litert", action="store_true", help="also LiteRT's interpreter (pip install ai-edge-litert)")
+    args = parser.parse_args()
+    from cnn_mnist.cli import import_keras
+
+    import_keras("tensorflow", "forward")
+    import numpy as np
+
+    from cnn_mnist.inference import Predictor
+
+    predictor = Predictor(args.model, "1")
+    runtimes = {"tensorflow (cnn-mnist's compiled function)": predictor.predict}
+    if args.litert:
+        from litert_server import litert_forward
+
+        runtimes["LiteRT interpreter (XNNPACK, 2 threads)"] = litert_forward(predictor.model)
+    with np.load(os.path.join(os.path.dirname(__file__), "..", "data", "mnist-small.npz")) as data:
+        digits = (data["x_test"][:16] / np.float32(255)).astype(np.float32)[..., np.newaxis]
+    print(f"bench: {os.cpu_count()} CPUs, {args.passes} passes a figure, model {args.model}\n")
+    print("| runtime | digits a pass | ms a pass, idle | CPU ms a digit, idle | ms a pass, one busy Python thread beside |")
+    print("|---|--:|--:|--:|--:|")
+    for name, forward in runtimes.items():
+        for size in (1, 8, 16):
+            batch = digits[:size]
+            measure(forward, batch, 20)  # warm
+            idle_ms, cpu_per_digit = measure(forward, batch, args.passes)
+            stop = threading.Event()
+            spinner = threading.Thread(target=spin, args=(stop,))
+            spinner.start()
+            try:
+                busy_ms, _ = measure(forward, batch, args.passes)
+            finally:
+                stop.set()
+                spinner.join()
+            print(f"| {name} | {size} | {idle_ms:.2f} | {cpu_per_digit:.3f} | {busy_ms:.2f} |", flush=True)
+
+
+if __name__ == "__main__":
+    main()
