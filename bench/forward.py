@@ -17,7 +17,8 @@ import sys
 import threading
 import time
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, ROOT)
 
 
 def measure(forward, batch, passes):
@@ -47,6 +48,7 @@ def main():
     import numpy as np
 
     from cnn_mnist.inference import Predictor
+    from cnn_mnist.preprocessing import to_model_input
 
     predictor = Predictor(args.model, "1")
     runtimes = {"tensorflow (cnn-mnist's compiled function)": predictor.predict}
@@ -54,8 +56,8 @@ def main():
         from litert_server import litert_forward
 
         runtimes["LiteRT interpreter (XNNPACK, 2 threads)"] = litert_forward(predictor.model)
-    with np.load(os.path.join(os.path.dirname(__file__), "..", "data", "mnist-small.npz")) as data:
-        digits = (data["x_test"][:16] / np.float32(255)).astype(np.float32)[..., np.newaxis]
+    with np.load(os.path.join(ROOT, "data", "mnist-small.npz")) as data:
+        digits = to_model_input(data["x_test"][:16])
     print(f"bench: {os.cpu_count()} CPUs, {args.passes} passes a figure, model {args.model}\n")
     print("| runtime | digits a pass | ms a pass, idle | CPU ms a digit, idle | ms a pass, one busy Python thread beside |")
     print("|---|--:|--:|--:|--:|")
