@@ -7,7 +7,8 @@ For batches of 1, 8 and 16 digits: the median wall time of a pass and the proces
 spinning beside it, as a request thread holding the GIL would. The pass is the server's own
 (`cnn_mnist.inference.Predictor`: the compiled function, no `model.predict`); `--litert` adds the
 same model run by LiteRT's interpreter (`bench/litert_server.py`). Serving throughput is bounded by
-these figures: at 16 clients a pass holds about 8 digits.
+these figures: at 16 clients a pass holds about 8 digits. With `--litert`, it also compares the two
+runtimes' answers on 1,000 test digits.
 """
 
 import argparse
@@ -57,7 +58,8 @@ def main():
 
         runtimes["LiteRT interpreter (XNNPACK, 2 threads)"] = litert_forward(predictor.model)
     with np.load(os.path.join(ROOT, "data", "mnist-small.npz")) as data:
-        digits = to_model_input(data["x_test"][:16])
+        test_digits = to_model_input(data["x_test"][:1000])
+    digits = test_digits[:16]
     print(f"bench: {os.cpu_count()} CPUs, {args.passes} passes a figure, model {args.model}\n")
     print("| runtime | digits a pass | ms a pass, idle | CPU ms a digit, idle | ms a pass, one busy Python thread beside |")
     print("|---|--:|--:|--:|--:|")
@@ -75,6 +77,17 @@ def main():
                 stop.set()
                 spinner.join()
             print(f"| {name} | {size} | {idle_ms:.2f} | {cpu_per_digit:.3f} | {busy_ms:.2f} |", flush=True)
+    reference, *others = [agree_on(forward, test_digits) for forward in runtimes.values()]
+    for name, probabilities in zip(list(runtimes)[1:], others):
+        same = int((probabilities.argmax(1) == reference.argmax(1)).sum())
+        print(f"\n{name} against tensorflow on {len(test_digits)} test digits: the same digit for {same}, "
+              f"largest difference in a probability {np.abs(probabilities - reference).max():.1e}")
+
+
+def agree_on(forward, images, batch=64):
+    import numpy as np
+
+    return np.concatenate([forward(images[start : start + batch]) for start in range(0, len(images), batch)])
 
 
 if __name__ == "__main__":
