@@ -18,6 +18,8 @@ import sys
 import threading
 import time
 
+import numpy as np
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
@@ -46,8 +48,6 @@ def main():
     from cnn_mnist.cli import import_keras
 
     import_keras("tensorflow", "forward")
-    import numpy as np
-
     from cnn_mnist.inference import Predictor
     from cnn_mnist.preprocessing import to_model_input
 
@@ -77,16 +77,17 @@ def main():
                 stop.set()
                 spinner.join()
             print(f"| {name} | {size} | {idle_ms:.2f} | {cpu_per_digit:.3f} | {busy_ms:.2f} |", flush=True)
-    reference, *others = [agree_on(forward, test_digits) for forward in runtimes.values()]
-    for name, probabilities in zip(list(runtimes)[1:], others):
+    (_, tensorflow), *others = runtimes.items()
+    reference = agree_on(tensorflow, test_digits) if others else None
+    for name, forward in others:
+        probabilities = agree_on(forward, test_digits)
         same = int((probabilities.argmax(1) == reference.argmax(1)).sum())
         print(f"\n{name} against tensorflow on {len(test_digits)} test digits: the same digit for {same}, "
               f"largest difference in a probability {np.abs(probabilities - reference).max():.1e}")
 
 
 def agree_on(forward, images, batch=64):
-    import numpy as np
-
+    """The probabilities `forward` gives for `images`, in passes of at most `batch` as the server runs them."""
     return np.concatenate([forward(images[start : start + batch]) for start in range(0, len(images), batch)])
 
 

@@ -30,14 +30,15 @@ def litert_forward(model):
     interpreter = Interpreter(model_content=flatbuffer, num_threads=2)
     input_index = interpreter.get_input_details()[0]["index"]
     output_index = interpreter.get_output_details()[0]["index"]
-    lock, allocated = threading.Lock(), [None]  # an interpreter runs one batch at a time
+    lock, allocated = threading.Lock(), None  # an interpreter runs one batch at a time
 
     def forward(batch):
+        nonlocal allocated
         with lock:
-            if batch.shape != allocated[0]:
+            if batch.shape != allocated:
                 interpreter.resize_tensor_input(input_index, batch.shape)
                 interpreter.allocate_tensors()
-                allocated[0] = batch.shape
+                allocated = batch.shape
             interpreter.set_tensor(input_index, batch)
             interpreter.invoke()
             return interpreter.get_tensor(output_index)

@@ -101,6 +101,13 @@ def cpu_seconds(pid):
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+def machine_idle():
+    """(idle, total) CPU time of the whole machine so far, in clock ticks, from /proc/stat."""
+    with open("/proc/stat") as stat:
+        ticks = [int(field) for field in stat.readline().split()[1:9]]  # user … steal
+    return ticks[3] + ticks[4], sum(ticks)  # idle + iowait
+
+
 def memory(pid):
     """VmRSS and its split (RssAnon, RssFile, RssShmem) in MB."""
     with open(f"/proc/{pid}/status") as status:

@@ -37,7 +37,15 @@ import sys
 import tempfile
 import time
 
-from loadgen import HEADERS, HOST, LoadGenerator, RssSampler, cpu_seconds, memory
+from loadgen import (
+    HEADERS,
+    HOST,
+    LoadGenerator,
+    RssSampler,
+    cpu_seconds,
+    machine_idle,
+    memory,
+)
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 _servers = []  # Popen objects to kill on the way out
@@ -150,13 +158,6 @@ def bench_server(name, argv, args, bodies, generator, log_dir, checkout=ROOT):
     return result
 
 
-def machine_idle():
-    """(idle, total) CPU time of the whole machine so far, in clock ticks, from /proc/stat."""
-    with open("/proc/stat") as stat:
-        ticks = [int(field) for field in stat.readline().split()[1:9]]  # user … steal
-    return ticks[3] + ticks[4], sum(ticks)  # idle + iowait
-
-
 def _growth(first, last):
     return "–" if first is None else f"{first:.0f} → {last:.0f} ({(last - first) / first:+.1%})"
 
@@ -263,19 +264,20 @@ def main(argv=None) -> int:
             print(f"bench: {os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.2f}; {args.seconds:g} s a level "
                   f"after {args.warmup:g} s warm-up; {args.batch} image(s) a request", flush=True)
             threads = ["--threads", str(args.threads)] if args.threads else []
-            ours = ([sys.executable, "-m", "cnn_mnist.serve", "--model", model, *threads]
-                    + (["--backend", args.backend] if args.backend else []) + shlex.split(args.server_args))
+            flags = (["--model", model, *threads] + (["--backend", args.backend] if args.backend else [])
+                     + shlex.split(args.server_args))  # cnn-mnist's, for it and the variants of it below
+            ours = [sys.executable, "-m", "cnn_mnist.serve", *flags]
             servers = [(f"cnn-mnist ({args.backend or 'default backend'})", ours, ROOT)]
             if args.compare:
                 servers.append((f"baseline cnn-mnist ({os.path.abspath(args.compare)})", ours,
                                 os.path.abspath(args.compare)))
             if args.free_forward:
                 servers.append(("free-forward cnn-mnist (its forward pass replaced by a constant)",
-                                [sys.executable, os.path.join(ROOT, "bench", "free_forward_server.py"), *ours[3:],
+                                [sys.executable, os.path.join(ROOT, "bench", "free_forward_server.py"), *flags,
                                  "--min-accuracy", "0"], ROOT))
             if args.litert:
                 servers.append(("litert cnn-mnist (its forward pass run by LiteRT's interpreter)",
-                                [sys.executable, os.path.join(ROOT, "bench", "litert_server.py"), *ours[3:],
+                                [sys.executable, os.path.join(ROOT, "bench", "litert_server.py"), *flags,
                                  "--backend", "tensorflow"], ROOT))
             if not args.skip_bare:
                 servers.insert(0, ("bare Flask + waitress (parses the body, answers a constant)",
