@@ -45,6 +45,10 @@ def main():
     parser.add_argument("--passes", type=int, default=300, help="passes per figure (default 300)")
     parser.add_argument("--litert", action="store_true", help="also LiteRT's interpreter (pip install ai-edge-litert)")
     args = parser.parse_args()
+    if args.litert:
+        from litert_server import require_litert
+
+        require_litert("forward")
     from cnn_mnist.cli import import_keras
 
     import_keras("tensorflow", "forward")

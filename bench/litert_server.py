@@ -16,7 +16,6 @@ import tempfile
 import threading
 
 sys.path.insert(0, __file__.rsplit("/bench/", 1)[0])
-from cnn_mnist import inference  # noqa: E402
 
 
 def litert_forward(model):
@@ -46,11 +45,20 @@ def litert_forward(model):
     return forward
 
 
-if __name__ == "__main__":
+def require_litert(prog: str) -> None:
+    """One line and exit 2 when LiteRT is not installed, before any slow import."""
     try:
         import ai_edge_litert.interpreter  # noqa: F401
     except ImportError as error:
-        sys.exit(f"litert_server: needs LiteRT: pip install ai-edge-litert ({error})")
+        print(f"{prog}: needs LiteRT: pip install ai-edge-litert ({error})", file=sys.stderr)
+        sys.exit(2)
+
+
+if __name__ == "__main__":
+    require_litert("litert_server")
+    # after the check: this imports the backend, which takes seconds
+    from cnn_mnist import inference
+
     inference._compile = litert_forward
     sys.argv[0] = "cnn-mnist"
     runpy.run_module("cnn_mnist.serve", run_name="__main__")
