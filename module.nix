@@ -14,8 +14,8 @@ let
 
   cfg = config.services.cnn-mnist;
 
-  # The server's defaults, shared with its CLI (cnn_mnist/defaults.py).
-  defaults = lib.importJSON ./cnn_mnist/server-defaults.json;
+  # The server's defaults, shared with its CLI (cnn_mnist/serving/defaults.py).
+  defaults = lib.importJSON ./cnn_mnist/serving/server-defaults.json;
 
   supportedBackends = [
     "tensorflow"

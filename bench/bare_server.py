@@ -13,7 +13,7 @@ import sys
 from flask import Flask, jsonify, request
 
 sys.path.insert(0, __file__.rsplit("/bench/", 1)[0])
-from cnn_mnist.defaults import SERVER  # noqa: E402  (the same defaults as cnn-mnist's CLI)
+from cnn_mnist.serving.defaults import SERVER  # noqa: E402  (the same defaults as cnn-mnist's CLI)
 
 ANSWER = {
     "digit": 7,

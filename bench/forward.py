@@ -5,7 +5,7 @@
 For batches of 1, 8 and 16 digits: the median wall time of a pass and the process CPU time per digit
 (all of TensorFlow's threads), first on an otherwise idle process, then with one Python thread
 spinning beside it, as a request thread holding the GIL would. The pass is the server's own
-(`cnn_mnist.inference.Predictor`: the compiled function, no `model.predict`); `--litert` adds the
+(`cnn_mnist.serving.inference.Predictor`: the compiled function, no `model.predict`); `--litert` adds the
 same model run by LiteRT's interpreter (`bench/litert_server.py`). Serving throughput is bounded by
 these figures: at 16 clients a pass holds about 8 digits. With `--litert`, it also compares the two
 runtimes' answers on 1,000 test digits.
@@ -49,11 +49,11 @@ def main():
         from litert_server import require_litert
 
         require_litert("forward")
-    from cnn_mnist.cli import import_keras
+    from cnn_mnist.core.cli import import_keras
 
     import_keras("tensorflow", "forward")
-    from cnn_mnist.inference import Predictor
-    from cnn_mnist.preprocessing import to_model_input
+    from cnn_mnist.serving.inference import Predictor
+    from cnn_mnist.core.preprocessing import to_model_input
 
     predictor = Predictor(args.model, "1")
     runtimes = {"tensorflow (cnn-mnist's compiled function)": predictor.predict}

@@ -23,4 +23,4 @@ def constant_forward(self, batch):
 if __name__ == "__main__":
     inference.Predictor.predict = constant_forward
     sys.argv[0] = "cnn-mnist"
-    runpy.run_module("cnn_mnist.serve", run_name="__main__")
+    runpy.run_module("cnn_mnist.serving.cli", run_name="__main__")

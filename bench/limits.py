@@ -102,7 +102,7 @@ def main(argv=None) -> int:
     with np.load(os.path.join(ROOT, "data", "mnist-small.npz")) as data:
         body = json.dumps({"pixels": data["x_test"][0].tolist()})
     port = free_port()
-    argv = [sys.executable, "-m", "cnn_mnist.serve", "--model", args.model, "--port", str(port)]
+    argv = [sys.executable, "-m", "cnn_mnist.serving.cli", "--model", args.model, "--port", str(port)]
     for flag in ("connection_limit", "channel_timeout"):
         if getattr(args, flag) is not None:
             argv += ["--" + flag.replace("_", "-"), str(getattr(args, flag))]

@@ -57,8 +57,8 @@ def require_litert(prog: str) -> None:
 if __name__ == "__main__":
     require_litert("litert_server")
     # after the check: this imports the backend, which takes seconds
-    from cnn_mnist import inference
+    from cnn_mnist.serving import inference
 
     inference._compile = litert_forward
     sys.argv[0] = "cnn-mnist"
-    runpy.run_module("cnn_mnist.serve", run_name="__main__")
+    runpy.run_module("cnn_mnist.serving.cli", run_name="__main__")

@@ -44,7 +44,7 @@ def statistics(images: np.ndarray) -> dict:
 
 
 def accuracy(predictor, images: np.ndarray, labels: np.ndarray) -> float:
-    from cnn_mnist.preprocessing import to_model_input
+    from cnn_mnist.core.preprocessing import to_model_input
 
     return float((predictor.predict(to_model_input(images)).argmax(axis=1) == labels).mean())
 
@@ -59,7 +59,7 @@ def main():
                         help="range of the pen's outline level (0.5 draws about the digits' own stroke width)")
     args = parser.parse_args()
 
-    from cnn_mnist.preprocessing import mnist_like
+    from cnn_mnist.core.preprocessing import mnist_like
 
     with np.load(args.dataset) as data:
         digits, labels = data["x_test"], data["y_test"]
@@ -72,7 +72,7 @@ def main():
     for name in dataset:
         print(f"{name:32} {dataset[name]:15.3f} {ours[name]:11.3f}")
     if args.model:
-        from cnn_mnist.inference import Predictor
+        from cnn_mnist.serving.inference import Predictor
 
         predictor = Predictor(args.model, "bench")
         print(f"{'accuracy (same digits)':32} {accuracy(predictor, digits[chosen], labels[chosen]):15.4f}"

@@ -83,7 +83,7 @@ def main() -> int:
         versions = os.path.join(tmp, "versions")
         make_versions(args.model, versions)
         port = free_port()
-        argv = [sys.executable, "-m", "cnn_mnist.serve", "--model", versions, "--port", str(port)]
+        argv = [sys.executable, "-m", "cnn_mnist.serving.cli", "--model", versions, "--port", str(port)]
         process, ready = start_server("cnn-mnist", argv, port, os.path.join(tmp, "server.log"), 300)
         stop = threading.Event()
         clients = [threading.Thread(target=predict, args=(port, None, stop), daemon=True) for _ in range(args.clients)]

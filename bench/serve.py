@@ -254,7 +254,7 @@ def main(argv=None) -> int:
             if not model:
                 model = os.path.join(tmp, "model")
                 print("bench: no --model; training a quick one (1 epoch, 2000 digits)", flush=True)
-                subprocess.run([sys.executable, "-m", "cnn_mnist.train_cli", "--dataset", args.dataset, "--epochs",
+                subprocess.run([sys.executable, "-m", "cnn_mnist.training.cli", "--dataset", args.dataset, "--epochs",
                                 "1", "--train-samples", "2000", "--output", model],
                                cwd=ROOT, check=True, stdout=subprocess.DEVNULL, timeout=900)
             with np.load(args.dataset) as data:
@@ -266,7 +266,7 @@ def main(argv=None) -> int:
             threads = ["--threads", str(args.threads)] if args.threads else []
             flags = (["--model", model, *threads] + (["--backend", args.backend] if args.backend else [])
                      + shlex.split(args.server_args))  # cnn-mnist's, for it and the variants of it below
-            ours = [sys.executable, "-m", "cnn_mnist.serve", *flags]
+            ours = [sys.executable, "-m", "cnn_mnist.serving.cli", *flags]
             servers = [(f"cnn-mnist ({args.backend or 'default backend'})", ours, ROOT)]
             if args.compare:
                 servers.append((f"baseline cnn-mnist ({os.path.abspath(args.compare)})", ours,

@@ -107,7 +107,7 @@ def main(argv=None) -> int:
     with np.load(os.path.join(ROOT, "data", "mnist-small.npz")) as data:
         kinds = requests_to_send(data["x_test"][:8])
     port = free_port()
-    argv = [sys.executable, "-m", "cnn_mnist.serve", "--model", args.model, "--port", str(port)]
+    argv = [sys.executable, "-m", "cnn_mnist.serving.cli", "--model", args.model, "--port", str(port)]
     context = multiprocessing.get_context("spawn")
     with tempfile.TemporaryDirectory() as tmp:
         process, _ = start_server("cnn-mnist", argv, port, os.path.join(tmp, "server.log"), 120)

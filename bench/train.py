@@ -32,15 +32,15 @@ VARIANTS = [
 
 def worker(backend: str, overrides: dict, samples: int, epochs: int) -> dict:
     """Train in this process with the shipped model and compile settings, changed by `overrides`."""
-    from cnn_mnist.backends import select_backend
+    from cnn_mnist.core.backends import select_backend
 
     select_backend(backend)
     import numpy as np
 
-    from cnn_mnist.data import load_dataset
-    from cnn_mnist.net import build_model
-    from cnn_mnist.preprocessing import to_model_input
-    from cnn_mnist.training import make_deterministic
+    from cnn_mnist.core.data import load_dataset
+    from cnn_mnist.core.net import build_model
+    from cnn_mnist.core.preprocessing import to_model_input
+    from cnn_mnist.training.trainer import make_deterministic
 
     dataset = load_dataset(os.path.join(ROOT, "data", "mnist-small.npz"))
     x, y = to_model_input(dataset.x_train[:samples]), dataset.y_train[:samples].astype(np.int32)

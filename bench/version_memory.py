@@ -72,7 +72,7 @@ def main() -> int:
         for count in range(1, args.versions + 1):
             label(versions, count)
             port, log_path = free_port(), os.path.join(tmp, f"server-{count}.log")
-            argv = [sys.executable, "-m", "cnn_mnist.serve", "--model", versions, "--port", str(port)]
+            argv = [sys.executable, "-m", "cnn_mnist.serving.cli", "--model", versions, "--port", str(port)]
             process, ready = start_server("cnn-mnist", argv, port, log_path, 600)
             exercise(port, count)
             rows.append((count, memory(process.pid), ready))

@@ -14,7 +14,7 @@ import pytest
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 DATASET = ROOT / "data" / "mnist-small.npz"
-TRAIN = [sys.executable, "-m", "cnn_mnist.train_cli"]
+TRAIN = [sys.executable, "-m", "cnn_mnist.training.cli"]
 
 
 def run_trainer(*args, env=None, timeout=600):
@@ -61,7 +61,7 @@ def test_set():
 @pytest.fixture(scope="module")
 def app(trained_model):
     """The app in-process on `trained_model` (one per test module, so counters start afresh)."""
-    from cnn_mnist.app import create_app
+    from cnn_mnist.serving.app import create_app
 
     return create_app({"MODEL": str(trained_model)})
 
@@ -104,7 +104,7 @@ def start_server(model, *extra, env=None):
     """Start `cnn-mnist` on a free loopback port; returns (process, base URL)."""
     port = free_port()
     process = subprocess.Popen(
-        [sys.executable, "-m", "cnn_mnist.serve", "--model", str(model), "--port", str(port), *map(str, extra)],
+        [sys.executable, "-m", "cnn_mnist.serving.cli", "--model", str(model), "--port", str(port), *map(str, extra)],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,

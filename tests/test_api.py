@@ -9,9 +9,9 @@ import pytest
 from conftest import metric
 from PIL import Image
 
-from cnn_mnist.app import create_app
-from cnn_mnist.data import sha256_file
-from cnn_mnist.inference import Predictor
+from cnn_mnist.serving.app import create_app
+from cnn_mnist.core.data import sha256_file
+from cnn_mnist.serving.inference import Predictor
 
 TF = "/v1/models/cnn-mnist"
 

@@ -11,7 +11,7 @@ import zipfile
 import pytest
 from conftest import DATASET, ROOT, TRAIN, tree
 
-from cnn_mnist import artifact
+from cnn_mnist.training import artifact
 
 
 @pytest.fixture

@@ -10,8 +10,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from PIL import Image
 
-from cnn_mnist.app import create_app
-from cnn_mnist.inputs import _leaf_types, only_numbers_under, pixel_array
+from cnn_mnist.serving.app import create_app
+from cnn_mnist.serving.inputs import _leaf_types, only_numbers_under, pixel_array
 
 TF = "/v1/models/cnn-mnist:predict"
 ZEROS = [[0] * 28] * 28

@@ -5,7 +5,7 @@ import threading
 import numpy as np
 import pytest
 
-from cnn_mnist.batching import MicroBatcher
+from cnn_mnist.serving.batching import MicroBatcher
 
 
 class FakePredictor:

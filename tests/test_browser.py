@@ -21,7 +21,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from cnn_mnist.preprocessing import mnist_like
+from cnn_mnist.core.preprocessing import mnist_like
 
 sync_api = pytest.importorskip("playwright.sync_api", reason="the playwright package is not installed")
 

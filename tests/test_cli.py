@@ -12,7 +12,7 @@ import pytest
 from backend_hook import CHATTER, hook_env
 from conftest import ROOT, free_port, start_server
 
-from cnn_mnist.backends import BackendLoadError, quietly
+from cnn_mnist.core.backends import BackendLoadError, quietly
 
 
 def import_quietly(name):
@@ -48,7 +48,7 @@ def test_a_failed_import_keeps_what_it_printed(module_dir, capfd):
 
 def test_a_crash_during_the_import_still_reaches_stderr(module_dir):
     (module_dir / "crashing_backend.py").write_text("import ctypes\nctypes.string_at(0)\n")
-    code = "import importlib, cnn_mnist.backends as b; b.quietly(lambda: importlib.import_module('crashing_backend'))"
+    code = "import importlib, cnn_mnist.core.backends as b; b.quietly(lambda: importlib.import_module('crashing_backend'))"
     result = subprocess.run(
         [sys.executable, "-c", code],
         capture_output=True,
@@ -67,7 +67,7 @@ def test_a_crash_during_the_import_still_reaches_stderr(module_dir):
 @pytest.mark.slow
 def test_server_with_a_broken_backend_is_one_line_exit_2(trained_model, tmp_path):
     result = subprocess.run(
-        [sys.executable, "-m", "cnn_mnist.serve", "--model", str(trained_model), "--port", str(free_port())],
+        [sys.executable, "-m", "cnn_mnist.serving.cli", "--model", str(trained_model), "--port", str(free_port())],
         capture_output=True,
         text=True,
         cwd=ROOT,

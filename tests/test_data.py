@@ -10,9 +10,9 @@ import struct
 import numpy as np
 import pytest
 
-from cnn_mnist.data import IDX_FILES, load_dataset, sha256_file
-from cnn_mnist.errors import UsageError
-from cnn_mnist.preprocessing import to_model_input
+from cnn_mnist.core.data import IDX_FILES, load_dataset, sha256_file
+from cnn_mnist.core.errors import UsageError
+from cnn_mnist.core.preprocessing import to_model_input
 
 from conftest import DATASET
 

@@ -9,7 +9,7 @@ import schemathesis
 from hypothesis import HealthCheck, settings
 from schemathesis.specs.openapi import checks as openapi_checks
 
-from cnn_mnist import openapi
+from cnn_mnist.serving import openapi
 
 EXAMPLES = 40  # per operation; about a minute for the whole document on 2 cores
 CHECKS = [

@@ -9,9 +9,9 @@ import signal
 import pytest
 from conftest import DATASET
 
-from cnn_mnist.data import load_dataset
-from cnn_mnist.interrupts import Interrupted, StopSignals
-from cnn_mnist.train_cli import subset
+from cnn_mnist.core.data import load_dataset
+from cnn_mnist.training.interrupts import Interrupted, StopSignals
+from cnn_mnist.training.cli import subset
 
 
 @pytest.fixture
@@ -62,7 +62,7 @@ def test_an_ignored_sigint_stays_ignored():
 
 
 def test_training_stops_at_the_next_batch_and_writes_nothing(stops, tmp_path):
-    from cnn_mnist.training import TrainConfig, train
+    from cnn_mnist.training.trainer import TrainConfig, train
 
     dataset = subset(load_dataset(str(DATASET)), 1024, 256)
     lines = []

@@ -6,7 +6,7 @@ import math
 import pytest
 from flask import Flask
 
-from cnn_mnist.jsonio import FastJSONProvider
+from cnn_mnist.serving.jsonio import FastJSONProvider
 
 BODIES = [
     b'{"pixels": [0, 1.5, 255]}',

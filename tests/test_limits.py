@@ -20,7 +20,7 @@ def serve(model, *args, nofile=None):
     """`cnn-mnist` on a free loopback port, optionally under RLIMIT_NOFILE = `nofile` (soft, hard)."""
     port = free_port()
     process = subprocess.Popen(
-        [sys.executable, "-m", "cnn_mnist.serve", "--model", str(model), "--port", str(port), *map(str, args)],
+        [sys.executable, "-m", "cnn_mnist.serving.cli", "--model", str(model), "--port", str(port), *map(str, args)],
         stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, cwd=ROOT,
         preexec_fn=(lambda: resource.setrlimit(resource.RLIMIT_NOFILE, nofile)) if nofile else None)
     return process, f"http://127.0.0.1:{port}/"

@@ -7,9 +7,9 @@ import threading
 import pytest
 from conftest import metric
 
-from cnn_mnist import model_store
-from cnn_mnist.app import create_app
-from cnn_mnist.data import sha256_file
+from cnn_mnist.serving import model_store
+from cnn_mnist.serving.app import create_app
+from cnn_mnist.core.data import sha256_file
 
 TF = "/v1/models/cnn-mnist"
 

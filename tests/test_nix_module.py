@@ -12,7 +12,7 @@ import pytest
 
 from nixeval import HARNESS, ROOT, nixpkgs_lib, eval_json, eval_error, nix_literal
 
-SERVER_DEFAULTS = json.loads((ROOT / "cnn_mnist" / "server-defaults.json").read_text())
+SERVER_DEFAULTS = json.loads((ROOT / "cnn_mnist" / "serving" / "server-defaults.json").read_text())
 
 
 # --- module.nix under lib.evalModules ------------------------------------------
@@ -159,7 +159,7 @@ def test_module_rejects_ill_typed_values(settings: dict, message: str):
     assert message in stderr
 
 
-# --- the server's settings, from cnn_mnist/server-defaults.json ----------------
+# --- the server's settings, from cnn_mnist/serving/server-defaults.json ----------------
 
 FLAGS = {  # option -> (flag, key in server-defaults.json)
     "threads": ("--threads", "threads"),

@@ -42,7 +42,7 @@ def test_stray_files_do_not_change_the_source_path(checkout: Path, tmp_path: Pat
 
     (checkout / "cnn_mnist" / "__pycache__").mkdir()
     (checkout / "cnn_mnist" / "__pycache__" / "x.pyc").write_bytes(b"\x00compiled")
-    (checkout / "cnn_mnist" / "static" / "__pycache__").mkdir()
+    (checkout / "cnn_mnist" / "serving" / "static" / "__pycache__").mkdir()
     (checkout / "cnn_mnist" / "app.py~").write_text("backup")
     (checkout / "cnn_mnist" / ".app.py.swp").write_text("swap")
     (checkout / "cnn_mnist" / "notes.txt").write_text("scratch")
@@ -56,9 +56,9 @@ def test_stray_files_do_not_change_the_source_path(checkout: Path, tmp_path: Pat
 def test_a_change_to_a_source_file_changes_the_source_path(checkout: Path, tmp_path: Path):
     store = tmp_path / "store"
     clean = source_path(checkout, store)
-    (checkout / "cnn_mnist" / "app.py").write_text((checkout / "cnn_mnist" / "app.py").read_text() + "\n# changed\n")
+    (checkout / "cnn_mnist" / "serving" / "app.py").write_text((checkout / "cnn_mnist" / "serving" / "app.py").read_text() + "\n# changed\n")
     assert source_path(checkout, store) != clean
-    (checkout / "cnn_mnist" / "canary.npz").write_bytes(b"PK")  # data the package ships is a source
+    (checkout / "cnn_mnist" / "serving" / "canary.npz").write_bytes(b"PK")  # data the package ships is a source
     assert source_path(checkout, store) != clean
 
 

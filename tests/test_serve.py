@@ -17,9 +17,9 @@ import pytest
 from backend_hook import hook_env
 from conftest import DATASET, ROOT, free_port, metric, start_server, wait_ready
 
-from cnn_mnist.inference import Predictor
+from cnn_mnist.serving.inference import Predictor
 
-SERVE = [sys.executable, "-m", "cnn_mnist.serve"]
+SERVE = [sys.executable, "-m", "cnn_mnist.serving.cli"]
 URL_LINE = re.compile(r"cnn-mnist: serving model \S+ version (\d+) \((\w+)\) at (http://\S+/)")
 
 

@@ -17,7 +17,7 @@ from backend_hook import CHATTER, hook_env
 from conftest import DATASET, ROOT, run_trainer, tree
 from test_data import tiny_arrays, write_corrupt_file, write_idx_dir
 
-from cnn_mnist.data import load_dataset, sha256_file
+from cnn_mnist.core.data import load_dataset, sha256_file
 
 TINY = ("--epochs", 1, "--train-samples", 512, "--test-samples", 256)
 OUTPUT_FILES = ["accuracy.txt", "metrics.json", "model.keras", "training-curves.png"]
@@ -291,7 +291,7 @@ def test_another_seed_gives_another_model(tiny_model, tmp_path):
 
 PREDICT = """
 import sys, keras, numpy as np
-from cnn_mnist.preprocessing import to_model_input
+from cnn_mnist.core.preprocessing import to_model_input
 model = keras.saving.load_model(sys.argv[1])
 with np.load(sys.argv[2]) as data:
     np.save(sys.argv[3], model.predict(to_model_input(data["x_test"][:32]), verbose=0))

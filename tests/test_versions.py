@@ -23,9 +23,9 @@ from conftest import DATASET, metric, start_server
 from model_variants import nudged, save_variant
 from test_serve import Hammer, get, stop, wait_until
 
-from cnn_mnist.app import create_app
-from cnn_mnist.inference import ModelCheckError
-from cnn_mnist.model_store import scan
+from cnn_mnist.serving.app import create_app
+from cnn_mnist.serving.inference import ModelCheckError
+from cnn_mnist.serving.model_store import scan
 
 TF = "/v1/models/cnn-mnist"
 

@@ -7,10 +7,10 @@ import os
 import sys
 
 from .artifact import check_writable_parent
-from .backends import BACKENDS, DEFAULT_BACKEND, check_backend
-from .cli import ArgumentParser, add_verbose_option, fail, fraction, import_keras, positive_float, positive_int
-from .data import load_dataset
-from .errors import UsageError
+from ..core.backends import BACKENDS, DEFAULT_BACKEND, check_backend
+from ..core.cli import ArgumentParser, add_verbose_option, fail, fraction, import_keras, positive_float, positive_int
+from ..core.data import load_dataset
+from ..core.errors import UsageError
 from .interrupts import Interrupted, StopSignals
 
 PROG = "cnn-mnist-train"
@@ -71,7 +71,7 @@ def check_usage(args):
 
 
 def run(args, dataset, stops: StopSignals) -> int:
-    from .training import BelowMinimumAccuracy, TrainConfig, train
+    from .trainer import BelowMinimumAccuracy, TrainConfig, train
 
     config = TrainConfig(args.epochs, args.batch_size, args.learning_rate, args.seed, args.tensorboard)
     try:

@@ -12,9 +12,9 @@ from pathlib import Path
 
 import numpy as np
 
-from .data import IDX_FILES, _find_idx_file, _read_idx, read_npz, validate_split
-from .errors import UsageError
-from .preprocessing import to_model_input
+from ..core.data import IDX_FILES, _find_idx_file, _read_idx, read_npz, validate_split
+from ..core.errors import UsageError
+from ..core.preprocessing import to_model_input
 
 SHIPPED = Path(__file__).parent / "canary-data" / "mnist-t10k-first1000.npz"
 

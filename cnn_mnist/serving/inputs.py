@@ -13,8 +13,8 @@ from itertools import chain
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
-from .errors import UsageError
-from .preprocessing import mnist_like, to_model_input
+from ..core.errors import UsageError
+from ..core.preprocessing import mnist_like, to_model_input
 
 PIXELS = 28 * 28
 IMAGE_SHAPES = {(PIXELS,), (28, 28), (28, 28, 1)}

@@ -1,6 +1,6 @@
 """The API's description: OpenAPI 3 for /openapi.json, and TensorFlow Serving's model metadata."""
 
-from . import __version__
+from .. import __version__
 
 NAME = "cnn-mnist"
 

@@ -15,8 +15,8 @@ from dataclasses import dataclass
 import keras
 import numpy as np
 
-from .data import NUM_CLASSES, sha256_file
-from .net import INPUT_SHAPE
+from ..core.data import NUM_CLASSES, sha256_file
+from ..core.net import INPUT_SHAPE
 
 
 class ModelCheckError(Exception):

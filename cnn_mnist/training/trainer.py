@@ -12,12 +12,13 @@ import time
 import keras
 import numpy as np
 
-from . import __version__, artifact, plots
-from .backends import backend_version
-from .data import Dataset
+from .. import __version__
+from . import artifact, plots
+from ..core.backends import backend_version
+from ..core.data import Dataset
 from .interrupts import StopSignals
-from .net import build_model
-from .preprocessing import to_model_input
+from ..core.net import build_model
+from ..core.preprocessing import to_model_input
 
 MODEL_FILE = "model.keras"
 ACCURACY_PLACES = 4  # in accuracy.txt, which the gates (here and in model.nix) compare

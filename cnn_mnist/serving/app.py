@@ -1,6 +1,6 @@
 """The web app: a drawing page, the JSON API, TensorFlow Serving's REST API, health and metrics.
 
-`create_app` is a Flask app factory; `cnn_mnist.serve` runs it under waitress.
+`create_app` is a Flask app factory; `cnn_mnist.serving.cli` runs it under waitress.
 """
 
 import logging
@@ -22,7 +22,7 @@ from .inputs import InputError, decode_base64_image, decode_image, only_numbers_
 from .jsonio import FastJSONProvider
 from .metrics import Metrics
 from .model_store import ModelStore, NotServed
-from .preprocessing import png_data_url, to_model_input
+from ..core.preprocessing import png_data_url, to_model_input
 
 log = logging.getLogger(__name__)
 MODEL_NAME = "cnn-mnist"

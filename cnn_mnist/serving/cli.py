@@ -11,11 +11,11 @@ import signal
 import sys
 import threading
 
-from .backends import BACKENDS, DEFAULT_BACKEND
+from ..core.backends import BACKENDS, DEFAULT_BACKEND
 from .canary import load_canary
-from .cli import ArgumentParser, add_verbose_option, fail, fraction, import_keras, positive_float, positive_int
+from ..core.cli import ArgumentParser, add_verbose_option, fail, fraction, import_keras, positive_float, positive_int
 from .defaults import SERVER as DEFAULTS
-from .errors import UsageError
+from ..core.errors import UsageError
 
 PROG = "cnn-mnist"
 # Descriptors besides the connections: listener, waitress' trigger, logs, model files (8 at rest, measured).
@@ -75,7 +75,7 @@ def main(argv=None) -> int:
 
     from .app import create_app
     from .inference import ModelCheckError
-    from .server import create_server, drain, serve_until
+    from .waitress_server import create_server, drain, serve_until
 
     try:
         app = create_app({

@@ -19,7 +19,7 @@ import threading
 from dataclasses import dataclass, field
 
 from .canary import CanarySet, score
-from .data import sha256_file
+from ..core.data import sha256_file
 from .heap import pin_mmap_threshold, release_memory
 from .inference import ModelCheckError, Predictor
 
