@@ -13,7 +13,7 @@ import keras
 import numpy as np
 
 from .. import __version__
-from . import artifact, plots
+from . import artifact, hdf5, plots
 from ..core.backends import backend_version
 from ..core.data import Dataset
 from .interrupts import StopSignals
@@ -21,6 +21,7 @@ from ..core.net import build_model
 from ..core.preprocessing import to_model_input
 
 MODEL_FILE = "model.keras"
+H5_MODEL_FILE = "model.h5"  # the legacy format, for what serves `$(nix-build -A model)/model.h5`
 ACCURACY_PLACES = 4  # in accuracy.txt, which the gates (here and in model.nix) compare
 
 
@@ -136,6 +137,7 @@ def train(
         model_path = os.path.join(staging, MODEL_FILE)
         model.save(model_path)
         artifact.normalize_keras_zip(model_path)
+        hdf5.save_model_h5(model, os.path.join(staging, H5_MODEL_FILE))
         metrics = describe_run(dataset, config, model, history)
         artifact.write_json(os.path.join(staging, "metrics.json"), metrics)
         with open(os.path.join(staging, "accuracy.txt"), "w") as stream:
