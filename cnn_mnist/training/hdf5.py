@@ -2,14 +2,14 @@
 
 HDF5 can stamp each object with the time it was written, in two ways (measured with h5py 3.14, HDF5 1.14.6):
 a version-2 object header holds four times (access, modification, change, birth), and a dataset made with
-`track_times=True` gets an 8-byte modification-time message (type 0x12) even in a version-1 header. Saving
-a tiny file twice 1.1 s apart, `libver="latest"` changed 16 bytes (the times of the root group and of a group, and both headers'
-checksums), `track_times=True` the dataset's message; h5py's defaults changed none. Keras' saver, saving the ConvNet twice 2 s apart and
-from two processes, gave the same 14,441,024 bytes, every object's four times 0, every header version 1:
-h5py opens files as `libver` "earliest" (version-1 headers, with no room for times) and makes datasets with
-`track_times=False`. We pin the one input that would turn a header to version 2 behind our back (creation
-order tracking: h5py's global `track_order` switches every new group to it) and check the result, so that a
-change of defaults fails the build instead of making `nix-build --check` fail later.
+`track_times=True` gets an 8-byte modification-time message (type 0x12) even in a version-1 header. Writing a
+tiny file twice 1.1 s apart, `libver="latest"` changed 16 bytes (the root group's and a group's times, and both
+headers' checksums) and `track_times=True` the dataset's message; h5py's defaults changed none. Keras' saver,
+saving the ConvNet twice 2 s apart and from two processes, wrote the same 14,441,024 bytes, every object's four
+times 0 and every header version 1: h5py opens files as libver "earliest" (version-1 headers have no room for
+times) and makes datasets with `track_times=False`. We pin libver, and h5py's global `track_order` off (set,
+it makes every new group a version-2 header, with times, even under "earliest"), then check the file, so that
+a change of defaults fails the build here rather than `nix-build --check` later.
 
 Import this only after `backends.select_backend`: it imports Keras.
 """
