@@ -1,9 +1,9 @@
 {
   description = "A Keras ConvNet trained on MNIST as a reproducible Nix build, served over HTTP";
 
-  # A stable NixOS release, pinned in flake.lock (see the README's evidence
-  # table); default.nix reads the same lock (nix/lock.nix).
-  inputs.nixpkgs.url = "github:NixOS/nixpkgs/nixos-25.11";
+  # A stable NixOS release, pinned in flake.lock (docs/nix-pin.md has the
+  # evidence for the rev); default.nix reads the same lock (nix/lock.nix).
+  inputs.nixpkgs.url = "github:NixOS/nixpkgs/nixos-26.05";
 
   outputs =
     { self, nixpkgs }:
@@ -13,7 +13,17 @@
         "x86_64-linux"
         "aarch64-linux"
       ];
-      forAllSystems = f: lib.genAttrs systems (system: f (pkgsFor system));
+      # one nixpkgs per system, shared by every output
+      forAllSystems = f: lib.genAttrs systems (system: f pkgsBySystem.${system});
+      pkgsBySystem = lib.genAttrs systems pkgsFor;
+      # NixOS VM tests need KVM (their derivations require the `kvm` and
+      # `nixos-test` system features); they run on x86_64-linux builders only.
+      vmTestSystems = [ "x86_64-linux" ];
+      backends = [
+        "tensorflow"
+        "jax"
+        "torch"
+      ];
       pkgsFor =
         system:
         import nixpkgs {
@@ -22,9 +32,11 @@
           overlays = [ self.overlays.default ];
         };
       outputsFor = pkgs: import ./nix/packages.nix { inherit pkgs; };
+      outputsBySystem = lib.genAttrs systems (system: outputsFor pkgsBySystem.${system});
 
       # A whole host: the module behind nginx with the firewall open.  The
-      # machine's own hardware and file systems come from `hardware`.
+      # machine's own hardware, file systems and boot loader come from
+      # `hardware` (a module or a path to one).
       mkHost =
         {
           hardware,
@@ -64,7 +76,11 @@
 
       # nixos-rebuild switch --flake .#cnn-mnist --target-host root@HOST,
       # nixos-anywhere and deploy-rs; hardware-configuration.nix (git add it)
-      # is the machine's own, from nixos-generate-config.
+      # is the machine's own, from nixos-generate-config, plus its boot loader.
+      # Without it the host evaluates with nix/no-hardware.nix, a placeholder
+      # whose build fails saying so: `nix flake check` (which evaluates the
+      # toplevel, never builds it) passes on a fresh clone, and every deploy,
+      # which builds the toplevel first, stops before anything is copied.
       nixosConfigurations.cnn-mnist = mkHost {
         hardware =
           if builtins.pathExists ./hardware-configuration.nix then
@@ -130,6 +146,28 @@
         nixos = import ./nix/nixos-test.nix { inherit pkgs; };
         nixos-scale-out = import ./nix/nixos-test-scale-out.nix { inherit pkgs; };
       });
+
+      # Hydra (a jobset of type "Flake"), and `nix build .#hydraJobs.<job>`:
+      # <job>.<system>, system last as in nixpkgs' release.nix.  The full
+      # models require the `big-parallel` system feature (model.nix), so Hydra
+      # and --builders send them to a machine that offers it (docs/nix.md).
+      # bestModel is left out: it reads accuracy.txt during evaluation
+      # (import-from-derivation), i.e. trains five models inside the evaluator.
+      hydraJobs = {
+        # the server and trainer, each with one backend's libraries only
+        cnn-mnist = lib.genAttrs backends (
+          backend:
+          lib.genAttrs systems (system: outputsBySystem.${system}.frontend.override { inherit backend; })
+        );
+        # the full-dataset model per backend, and the quick one (1 epoch on the
+        # bundled subset, as checks.model-quick; no system feature)
+        models = lib.genAttrs (backends ++ [ "quick" ]) (
+          name: lib.genAttrs systems (system: outputsBySystem.${system}.models.${name})
+        );
+        tests = lib.genAttrs [ "nixos" "nixos-scale-out" ] (
+          test: lib.genAttrs vmTestSystems (system: self.checks.${system}.${test})
+        );
+      };
 
       formatter = forAllSystems (pkgs: pkgs.nixfmt-tree);
     };

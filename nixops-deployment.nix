@@ -10,7 +10,8 @@
 # replicas = 1: one VM, the server behind its own nginx.
 # replicas = N > 1: N backend VMs and a proxy VM whose nginx spreads requests
 # over them and retries a request that a stopped backend failed
-# (nix/scale-out.nix).  See the README's "Nix" section for other targets.
+# (nix/scale-out.nix).  docs/nix.md ("NixOps") says what is and is not known
+# to work at the pin, and the other targets.
 {
   replicas ? 1,
 }:
@@ -22,6 +23,9 @@ let
   scaleOut = import ./nix/scale-out.nix { inherit backends; };
 
   vm = memorySize: {
+    # nixops-vbox sets boot.vesa, which nixos-26.05 removed: without this,
+    # every VirtualBox machine fails to evaluate (nix/nixops/vbox-boot-vesa.nix)
+    imports = [ ./nix/nixops/vbox-boot-vesa.nix ];
     deployment.targetEnv = "virtualbox";
     deployment.virtualbox = {
       inherit memorySize; # MiB
@@ -29,7 +33,7 @@ let
       headless = true;
     };
     # Another target: any NixOS machine you can ssh into as root.  Replace the
-    # lines above with
+    # targetEnv and virtualbox lines (and the import above) with
     #   deployment.targetEnv = "none";
     #   deployment.targetHost = "203.0.113.10";
     # and import that machine's hardware-configuration.nix.

@@ -110,7 +110,7 @@ def test_best_model_error_messages(expr: str, message: str):
 def test_lock_reader_matches_flake_lock():
     r = eval_json(HARNESS / "lock.nix")
     locked = r["projectLock"]["nodes"]["nixpkgs"]["locked"]
-    assert r["projectLock"]["nodes"]["nixpkgs"]["original"]["ref"] == "nixos-25.11"
+    assert r["projectLock"]["nodes"]["nixpkgs"]["original"]["ref"] == "nixos-26.05"
     assert re.fullmatch(r"[0-9a-f]{40}", locked["rev"])
     assert re.fullmatch(r"sha256-[A-Za-z0-9+/]{43}=", locked["narHash"])
     project = r["project"]
@@ -127,7 +127,7 @@ def test_lock_reader_matches_flake_lock():
 def test_flake_and_default_nix_share_the_lock():
     flake = (ROOT / "flake.nix").read_text()
     default = (ROOT / "default.nix").read_text()
-    assert 'inputs.nixpkgs.url = "github:NixOS/nixpkgs/nixos-25.11"' in flake
+    assert 'inputs.nixpkgs.url = "github:NixOS/nixpkgs/nixos-26.05"' in flake
     assert "./nix/lock.nix" in default and "./flake.lock" in default
     assert "fetchTarball" in default
 
