@@ -1,5 +1,9 @@
 # The trained model as a derivation.  `$out` is the trainer's output directory:
-# model.keras, metrics.json, accuracy.txt and training-curves.png.
+# model.keras, model.h5 (Keras' legacy HDF5 format), metrics.json, accuracy.txt
+# and training-curves.png.
+#
+# Its identity is the trainer (nix/trainer.nix: the training code alone), the
+# dataset and the parameters below; nothing else in the checkout.
 #
 # Training is bit-reproducible on CPU, so `nix-build --check -A model` rebuilds
 # it and compares the result byte for byte.
@@ -14,7 +18,7 @@
   lib,
   stdenvNoCC,
   fetchurl,
-  cnn-mnist,
+  cnn-mnist-trainer,
   backend ? "tensorflow",
   epochs ? 10,
   batchSize ? 128,
@@ -22,6 +26,12 @@
   seed ? 0,
   # the lowest test accuracy the build accepts (0 turns the gate off)
   minAccuracy ? 0.98,
+  # What a builder must offer (Nix's `system-features`), so that remote
+  # builders and Hydra route the build: ten epochs on 60,000 digits take tens
+  # of minutes of every core a 2-core machine has, the kind of job nixpkgs marks
+  # big-parallel.  models.quick (one epoch on 10,000 digits, a minute) sets [ ]
+  # and builds anywhere.  docs/nix.md has the --builders command.
+  requiredSystemFeatures ? [ "big-parallel" ],
   # Keras' copy of MNIST (train 60k, test 10k); a directory of the four IDX
   # files or another .npz in the same layout works too.
   dataset ? fetchurl {
@@ -31,19 +41,11 @@
 }:
 
 let
-  supportedBackends = [
-    "tensorflow"
-    "jax"
-    "torch"
-  ];
-  trainer = cnn-mnist.override { inherit backend; };
+  trainer = cnn-mnist-trainer.override { inherit backend; };
   # toString 0.001 is "0.001000"; strings are passed as written
   showNumber = x: if builtins.isString x then x else toString x;
 in
-assert lib.assertMsg (backend != "theano")
-  "cnn-mnist model: backend \"theano\" is not supported: Keras 3 removed the Theano backend. Use one of: ${lib.concatStringsSep ", " supportedBackends}.";
-assert lib.assertMsg (builtins.elem backend supportedBackends)
-  "cnn-mnist model: unknown backend \"${backend}\"; use one of: ${lib.concatStringsSep ", " supportedBackends}.";
+assert (import ./nix/backends.nix { inherit lib; }).check "cnn-mnist model" backend;
 assert lib.assertMsg (
   builtins.isInt epochs && epochs > 0
 ) "cnn-mnist model: epochs must be a positive integer";
@@ -61,6 +63,7 @@ stdenvNoCC.mkDerivation {
 
   dontUnpack = true;
   nativeBuildInputs = [ trainer ];
+  inherit requiredSystemFeatures;
 
   # No network in the sandbox; Keras, matplotlib and the backends write their
   # caches under $HOME/XDG_CACHE_HOME, which point into the build directory.
@@ -87,7 +90,7 @@ stdenvNoCC.mkDerivation {
   doInstallCheck = true;
   installCheckPhase = ''
     runHook preInstallCheck
-    for f in model.keras metrics.json accuracy.txt training-curves.png; do
+    for f in model.keras model.h5 metrics.json accuracy.txt training-curves.png; do
       test -s "$out/$f" || { echo "cnn-mnist-train did not write $f" >&2; exit 1; }
     done
     accuracy=$(tr -d '[:space:]' < "$out/accuracy.txt")
@@ -115,6 +118,7 @@ stdenvNoCC.mkDerivation {
       minAccuracy
       dataset
       trainer
+      requiredSystemFeatures
       ;
   };
 

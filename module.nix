@@ -17,17 +17,15 @@ let
   # The server's defaults, shared with its CLI (cnn_mnist/serving/defaults.py).
   defaults = lib.importJSON ./cnn_mnist/serving/server-defaults.json;
 
-  supportedBackends = [
-    "tensorflow"
-    "jax"
-    "torch"
-  ];
+  supportedBackends = (import ./nix/backends.nix { inherit lib; }).supported;
 
   # pkgs.cnn-mnist when an overlay provides it, else this checkout's package.
   # (The flake's nixosModules.default puts the flake's own package here.)
   defaultPackage = pkgs.cnn-mnist or (pkgs.callPackage ./package.nix { });
   defaultModel =
-    pkgs.cnn-mnist-model or (pkgs.callPackage ./model.nix { cnn-mnist = defaultPackage; });
+    pkgs.cnn-mnist-model or (pkgs.callPackage ./model.nix {
+      cnn-mnist-trainer = pkgs.cnn-mnist-trainer or (pkgs.callPackage ./nix/trainer.nix { });
+    });
 
   # The package for cfg.backend.  A package that says which backend it carries
   # (passthru.backend) is overridden only when that differs; one without

@@ -1,15 +1,15 @@
 # Keras for one backend, and the libraries that provide each backend.
 #
-# nixpkgs' keras lists tensorflow (built from source), tf2onnx, onnxruntime,
-# scikit-learn and orbax-checkpoint among its dependencies, for export and
-# checkpoint helpers we do not use.  A plain `keras` would put TensorFlow in a
-# jax or torch closure, and a second TensorFlow beside tensorflow-bin in ours.
-# So keras is rebuilt without them, with the chosen backend's libraries as
-# its dependencies; its import check runs with that backend.
+# nixpkgs' keras lists tensorflow, tf2onnx, onnxruntime, scikit-learn and
+# orbax-checkpoint among its dependencies, for export and checkpoint helpers
+# we do not use.  (`python3Packages.tensorflow` is tensorflow-bin, upstream's
+# wheel, by default since nixpkgs PR #345658.)  A plain `keras` would put
+# TensorFlow in a jax or torch closure.  So keras is rebuilt without them, with
+# the chosen backend's libraries as its dependencies; its import check runs
+# with that backend.
 {
   lib,
   python3Packages,
-  backend,
 }:
 
 let
@@ -22,6 +22,7 @@ let
     ];
     torch = [ python3Packages.torch ];
   };
+  supportedBackends = (import ./backends.nix { inherit lib; }).supported;
 
   # Keras' dependencies that need (or are) TensorFlow.
   tensorflowOnly = [
@@ -36,18 +37,20 @@ let
   needsTensorflow = dep: builtins.elem (dep.pname or (lib.getName dep)) tensorflowOnly;
 in
 {
-  inherit backendLibraries tensorflowOnly;
-  supportedBackends = builtins.attrNames backendLibraries;
-  package = python3Packages.keras.overridePythonAttrs (old: {
-    dependencies =
-      builtins.filter (dep: !needsTensorflow dep) (old.dependencies or [ ])
-      ++ backendLibraries.${backend};
-    # keras' test suite imports tensorflow, jax and torch together
-    doCheck = false;
-    nativeCheckInputs = [ ];
-    pythonImportsCheck = [ "keras" ];
-    env = (old.env or { }) // {
-      KERAS_BACKEND = backend;
-    };
-  });
+  inherit backendLibraries tensorflowOnly supportedBackends;
+
+  packageFor =
+    backend:
+    python3Packages.keras.overridePythonAttrs (old: {
+      dependencies =
+        builtins.filter (dep: !needsTensorflow dep) (old.dependencies or [ ])
+        ++ backendLibraries.${backend};
+      # keras' test suite imports tensorflow, jax and torch together
+      doCheck = false;
+      nativeCheckInputs = [ ];
+      pythonImportsCheck = [ "keras" ];
+      env = (old.env or { }) // {
+        KERAS_BACKEND = backend;
+      };
+    });
 }

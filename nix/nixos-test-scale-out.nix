@@ -5,11 +5,7 @@
 #   nix build .#checks.x86_64-linux.nixos-scale-out
 {
   pkgs,
-  model ? pkgs.cnn-mnist-model.override {
-    epochs = 1;
-    dataset = ../data/mnist-small.npz;
-    minAccuracy = 0.9;
-  },
+  model ? pkgs.cnn-mnist-model.override (import ./quick-model.nix),
 }:
 
 let

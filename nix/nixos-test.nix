@@ -5,11 +5,7 @@
 {
   pkgs,
   # small, fast models; the second differs only in its seed
-  firstModel ? pkgs.cnn-mnist-model.override {
-    epochs = 1;
-    dataset = ../data/mnist-small.npz;
-    minAccuracy = 0.9;
-  },
+  firstModel ? pkgs.cnn-mnist-model.override (import ./quick-model.nix),
   secondModel ? firstModel.override { seed = 1; },
 }:
 

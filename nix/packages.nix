@@ -23,13 +23,7 @@ let
     tensorflow = model.override { backend = "tensorflow"; };
     jax = model.override { backend = "jax"; };
     torch = model.override { backend = "torch"; };
-    # one epoch on the bundled 10k subset, for tests and demos; it scored 0.947
-    # (seed 0, README), so its floor is 0.9 (the default model's is 0.98)
-    quick = model.override {
-      epochs = 1;
-      dataset = ../data/mnist-small.npz;
-      minAccuracy = 0.9;
-    };
+    quick = model.override (import ./quick-model.nix);
   };
 
   # Pylightnix's `match_best` in Nix: train one model per seed, read each

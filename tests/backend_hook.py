@@ -38,4 +38,5 @@ def hook_env(tmp_path, mode: str) -> dict:
     directory.mkdir(exist_ok=True)
     (directory / "sitecustomize.py").write_text(SITECUSTOMIZE)
     path = os.pathsep.join(filter(None, [str(directory), os.environ.get("PYTHONPATH")]))
-    return {"PYTHONPATH": path, "CNN_MNIST_TEST_BACKEND_HOOK": mode}
+    # no __pycache__ beside the hook: tests compare the files under tmp_path before and after a run
+    return {"PYTHONPATH": path, "CNN_MNIST_TEST_BACKEND_HOOK": mode, "PYTHONDONTWRITEBYTECODE": "1"}

@@ -15,6 +15,15 @@ import pytest
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 DATASET = ROOT / "data" / "mnist-small.npz"
 TRAIN = [sys.executable, "-m", "cnn_mnist.training.cli"]
+# A test that needs one of these is `slow` whether or not it says so: the quick loop (`make check`) and
+# the package's check phase (package.nix) leave it out. Training the shared model alone takes about a minute.
+SLOW_FIXTURES = {"trained_model", "live_server"}
+
+
+def pytest_collection_modifyitems(items):
+    for item in items:
+        if SLOW_FIXTURES & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.slow)
 
 
 def run_trainer(*args, env=None, timeout=600):

@@ -204,10 +204,7 @@ def test_hydra_jobs_are_the_packages_per_backend_and_the_models():
     assert tests["nixos"]["x86_64-linux"]["job"]["requiredSystemFeatures"] == ["kvm", "nixos-test"]
 
 
-# model.nix: "models.quick ... sets [ ]"; nix/packages.nix's models.quick is to pass it
-@pytest.mark.xfail("requiredSystemFeatures" not in (ROOT / "nix" / "packages.nix").read_text(),
-                   reason="nix/packages.nix does not yet pass requiredSystemFeatures = [ ] to models.quick",
-                   strict=True)
+# model.nix: "models.quick ... sets [ ]" (nix/quick-model.nix)
 def test_hydra_quick_model_needs_no_big_builder():
     quick = flake_report()["hydraJobs"]["models"]["quick"]
     for system in SYSTEMS:

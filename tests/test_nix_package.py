@@ -18,24 +18,31 @@ def report(*args: str):
     return eval_json(HARNESS / "package-eval.nix", "--argstr", "nixpkgsLib", nixpkgs_lib(), *args, "-A", "report")
 
 
+TRAINING = {"keras", "numpy", "h5py", "pillow", "matplotlib"}
+SERVING = {"flask", "waitress", "prometheus-client", "orjson"}
+BACKEND_LIBRARIES = {"tensorflow": {"tensorflow-bin"}, "jax": {"jax", "jaxlib"}, "torch": {"torch"}}
+
+
 def test_package_dependencies_follow_backend():
     r = report()
-    common = {"keras", "numpy", "h5py", "pillow", "matplotlib", "flask", "waitress",
-              "prometheus-client", "orjson"}
-    expected = {"tensorflow": {"tensorflow-bin"}, "jax": {"jax", "jaxlib"}, "torch": {"torch"}}
-    for backend, extra in expected.items():
-        p = r["packages"][backend]
-        assert set(p["dependencies"]) == common | extra, backend
-        assert p["makeWrapperArgs"] == ["--set-default", "KERAS_BACKEND", backend]
-        assert p["backend"] == backend
+    for backend, extra in BACKEND_LIBRARIES.items():
+        for kind, libraries in [("packages", TRAINING | SERVING), ("trainers", TRAINING)]:
+            p = r[kind][backend]
+            assert set(p["dependencies"]) == libraries | extra, (kind, backend)
+            assert p["makeWrapperArgs"] == ["--set-default", "KERAS_BACKEND", backend]
+            assert p["backend"] == backend
     d = r["defaultPackage"]
     assert d["backend"] == "tensorflow"
     assert (d["pname"], d["version"]) == ("cnn-mnist", "0.1.0")  # from pyproject.toml
     assert d["pyproject"] is True and d["mainProgram"] == "cnn-mnist"
     assert set(d["platforms"]) == {"x86_64-linux", "aarch64-linux"}
-    # the Nix tests need nix-instantiate and ../shared, which the build sandbox lacks
-    nix_tests = sorted(f"tests/{p.name}" for p in (ROOT / "tests").glob("test_nix*.py"))
-    assert sorted(d["disabledTestPaths"]) == nix_tests and "tests/test_nix_module.py" in nix_tests
+    # the Nix tests need nix-instantiate and ../shared, the browser tests Chromium: none is in the sandbox
+    assert d["disabledTestPaths"] == ["tests/test_nix*.py", "tests/test_browser.py", "tests/test_fuzz.py"]
+    assert d["disabledTestMarks"] == ["slow"]
+    assert d["nativeCheckInputs"] == ["pytestCheckHook", "hypothesis", "jsonschema-rs"]
+    # the trainer's source has no tests; the application's check phase runs them
+    t = r["trainers"]["tensorflow"]
+    assert (t["pname"], t["doCheck"], t["mainProgram"]) == ("cnn-mnist-trainer", False, "cnn-mnist-train")
     assert r["theanoPackageEvaluates"] is False
 
 
@@ -63,7 +70,7 @@ def test_model_derivation_runs_the_trainer():
     m = r["defaultModel"]
     assert m["dataset"] == "https://storage.googleapis.com/tensorflow/tf-keras-datasets/mnist.npz"
     assert m["datasetHash"] == "731c5ac602752760c8e48fbffcf8c3b850d9dc2a2aedcf2cc48468fc17b673d1"
-    assert m["nativeBuildInputs"] == ["cnn-mnist-tensorflow"]
+    assert m["nativeBuildInputs"] == ["cnn-mnist-trainer-tensorflow"]
     flags = " ".join(m["buildPhase"].replace("\\\n", " ").split())
     assert ("cnn-mnist-train --dataset /nix/store/0000-mnist.npz --epochs 10 --batch-size 128 "
             "--learning-rate 0.001 --seed 0 --backend tensorflow --output \"$out\"") in flags
@@ -71,7 +78,7 @@ def test_model_derivation_runs_the_trainer():
         assert f"{var}=$TMPDIR" in flags, var
     c = r["customModel"]
     assert (c["pname"], c["version"]) == ("cnn-mnist-model-jax", "e5-s7")
-    assert c["nativeBuildInputs"] == ["cnn-mnist-jax"]
+    assert c["nativeBuildInputs"] == ["cnn-mnist-trainer-jax"]
     flags = " ".join(c["buildPhase"].replace("\\\n", " ").split())
     assert "--dataset /data/mnist-small.npz --epochs 5 --batch-size 64" in flags
     assert "--seed 7 --backend jax" in flags
@@ -89,7 +96,7 @@ def run_gate(phase: str, accuracy: str, tmp_path: Path) -> subprocess.CompletedP
     """model.nix's installCheckPhase on a fake trainer output, as stdenv would run it."""
     out = tmp_path / "out"
     out.mkdir()
-    for name in ["model.keras", "metrics.json", "training-curves.png"]:
+    for name in ["model.keras", "model.h5", "metrics.json", "training-curves.png"]:
         (out / name).write_text("x")
     (out / "accuracy.txt").write_text(accuracy)
     script = "runHook() { :; }\n" + phase

@@ -37,7 +37,7 @@ let
       map (name: {
         inherit name;
         value = fakeDrv name;
-      }) [ "setuptools" "numpy" "h5py" "pillow" "matplotlib" "flask" "waitress" "prometheus-client" "orjson" "tensorflow-bin" "jax" "jaxlib" "torch" "pytestCheckHook" ]
+      }) [ "setuptools" "numpy" "h5py" "pillow" "matplotlib" "flask" "waitress" "prometheus-client" "orjson" "tensorflow-bin" "jax" "jaxlib" "torch" "pytestCheckHook" "hypothesis" "jsonschema-rs" ]
     )
     // {
       inherit keras;
@@ -45,10 +45,15 @@ let
     };
 
   package = args: import ../../package.nix ({ inherit lib python3Packages; } // args);
+  trainer = args: import ../../nix/trainer.nix ({ inherit lib python3Packages; } // args);
   names = map (d: d.name);
   kerasOf = p: builtins.head (builtins.filter (d: d.name == "keras") p.dependencies);
   summary = p: {
-    inherit (p) pname version pyproject makeWrapperArgs disabledTestPaths disabledTestMarks;
+    inherit (p) pname version pyproject makeWrapperArgs;
+    disabledTestPaths = p.disabledTestPaths or [ ];
+    disabledTestMarks = p.disabledTestMarks or [ ];
+    doCheck = p.doCheck or true;
+    nativeCheckInputs = names (p.nativeCheckInputs or [ ]);
     src = toString p.src;
     dependencies = names p.dependencies;
     # the Python closure one level into keras: what the package carries at run time
@@ -61,7 +66,7 @@ let
 
   fakePackage =
     backend:
-    fakeDrv "cnn-mnist-${backend}" // {
+    fakeDrv "cnn-mnist-trainer-${backend}" // {
       override = args: fakePackage (args.backend or backend);
       meta = { license = "mit"; platforms = [ "x86_64-linux" ]; };
     };
@@ -72,7 +77,7 @@ let
         inherit lib;
         stdenvNoCC.mkDerivation = a: a;
         fetchurl = a: a // { outPath = "/nix/store/0000-mnist.npz"; };
-        cnn-mnist = fakePackage "default";
+        cnn-mnist-trainer = fakePackage "default";
       }
       // args
     );
@@ -111,6 +116,7 @@ in
 
   report = {
   packages = lib.genAttrs [ "tensorflow" "jax" "torch" ] (backend: summary (package { inherit backend; }));
+  trainers = lib.genAttrs [ "tensorflow" "jax" "torch" ] (backend: summary (trainer { inherit backend; }));
   defaultPackage = summary (package { });
   theanoPackageEvaluates = evaluates (package { backend = "theano"; }).pname;
 
@@ -129,7 +135,7 @@ in
     pkgs = {
       inherit lib;
       cnn-mnist-model = overridableModel { };
-      cnn-mnist = fakePackage "default";
+      cnn-mnist-trainer = fakePackage "default";
     };
   }).models.quick.passthru.minAccuracy;
   zeroEpochsEvaluates = evaluates (model { epochs = 0; }).pname;

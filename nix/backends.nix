@@ -1,0 +1,21 @@
+# The Keras backends the Nix layer builds for, and its one refusal of the rest.
+{ lib }:
+
+let
+  supported = [
+    "tensorflow"
+    "jax"
+    "torch"
+  ];
+in
+{
+  inherit supported;
+  # `assert check "what" backend;`: `what` names the caller in the message
+  check =
+    what: backend:
+    assert lib.assertMsg (backend != "theano")
+      "${what}: backend \"theano\" is not supported: Keras 3 removed the Theano backend (Theano itself is unmaintained since 2017). Use one of: ${lib.concatStringsSep ", " supported}.";
+    assert lib.assertMsg (builtins.elem backend supported)
+      "${what}: unknown backend \"${backend}\"; use one of: ${lib.concatStringsSep ", " supported}.";
+    true;
+}
