@@ -14,16 +14,20 @@
 #
 #   model.override { epochs = 5; backend = "jax"; seed = 3; }
 #   model.override { minAccuracy = 0.95; }
+let
+  defaults = builtins.fromJSON (builtins.readFile ./cnn_mnist/training/defaults.json);
+in
 {
   lib,
   stdenvNoCC,
   fetchurl,
   cnn-mnist-trainer,
   backend ? "tensorflow",
-  epochs ? 10,
-  batchSize ? 128,
-  learningRate ? "0.001",
-  seed ? 0,
+  # the trainer's own defaults (cnn_mnist/training/defaults.json)
+  epochs ? defaults.epochs,
+  batchSize ? defaults.batch_size,
+  learningRate ? defaults.learning_rate,
+  seed ? defaults.seed,
   # the lowest test accuracy the build accepts (0 turns the gate off)
   minAccuracy ? 0.98,
   # What a builder must offer (Nix's `system-features`), so that remote
@@ -42,8 +46,8 @@
 
 let
   trainer = cnn-mnist-trainer.override { inherit backend; };
-  # toString 0.001 is "0.001000"; strings are passed as written
-  showNumber = x: if builtins.isString x then x else toString x;
+  # toJSON 0.001 is "0.001" (toString's is "0.001000"); strings are passed as written
+  showNumber = x: if builtins.isString x then x else builtins.toJSON x;
 in
 assert (import ./nix/backends.nix { inherit lib; }).check "cnn-mnist model" backend;
 assert lib.assertMsg (

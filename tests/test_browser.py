@@ -219,9 +219,9 @@ def test_footer_shows_the_serving_models_version(desktop_page, server_url):
 
 
 @pytest.mark.parametrize("model, footer", [
-    ({"name": "cnn_mnist", "version": "42", "sha256": "ab" * 32, "canary_accuracy": 0.987},
-     "cnn_mnist 42 · sha256 abababababab · canary accuracy 98.7%"),
-    ({"name": "cnn_mnist", "version": "42", "sha256": "ab" * 32}, "cnn_mnist 42 · sha256 abababababab"),
+    ({"name": "cnn-mnist", "version": "42", "sha256": "ab" * 32, "canary_accuracy": 0.987},
+     "cnn-mnist 42 · sha256 abababababab · canary accuracy 98.7%"),
+    ({"name": "cnn-mnist", "version": "42", "sha256": "ab" * 32}, "cnn-mnist 42 · sha256 abababababab"),
 ])
 def test_footer_shows_the_canary_accuracy_when_the_server_has_one(chromium_browser, server_url, model, footer):
     context = chromium_browser.new_context(viewport=DESKTOP)

@@ -120,7 +120,8 @@ def test_the_trainer_wheel_holds_the_training_code_alone(trainer):
     assert sorted(metadata.get_all("Requires-Dist")) == ["h5py", "keras>=3.6", "matplotlib", "numpy", "pillow"]
     assert entry_points.split() == ["[console_scripts]", "cnn-mnist-train", "=", "cnn_mnist.training.cli:main"]
     expected = {"cnn_mnist/__init__.py"} | {
-        str(p.relative_to(ROOT)) for sub in ("core", "training") for p in (ROOT / "cnn_mnist" / sub).glob("*.py")
+        str(p.relative_to(ROOT)) for sub in ("core", "training") for p in (ROOT / "cnn_mnist" / sub).iterdir()
+        if p.suffix in (".py", ".json")
     }
     assert files == expected
     # the phases after the build ran: imports from the installed output, the wrapped script

@@ -68,7 +68,8 @@ def test_the_trainer_source_is_the_training_code_alone(checkout: Path, tmp_path:
     store = tmp_path / "store"
     files = files_in(store, source_path(checkout, store, "trainer"))
     expected = {"LICENSE", "cnn_mnist/__init__.py"} | {
-        str(p.relative_to(checkout)) for sub in ("core", "training") for p in (checkout / "cnn_mnist" / sub).glob("*.py")
+        str(p.relative_to(checkout)) for sub in ("core", "training") for p in (checkout / "cnn_mnist" / sub).iterdir()
+        if p.suffix in (".py", ".json")
     }
     assert files == expected
     assert "cnn_mnist/core/net.py" in files and "cnn_mnist/training/trainer.py" in files

@@ -14,6 +14,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 from werkzeug.routing import BaseConverter
 
+from . import NAME
 from . import openapi
 from .batching import MicroBatcher
 from .canary import CanarySet, load_canary
@@ -25,7 +26,7 @@ from .model_store import ModelStore, NotServed
 from ..core.preprocessing import png_data_url, to_model_input
 
 log = logging.getLogger(__name__)
-MODEL_NAME = "cnn-mnist"
+MODEL_NAME = NAME
 DEFAULTS = {
     "MODEL": "out/model.keras",
     "MAX_BATCH_SIZE": SERVER["max_batch_size"],  # images per forward pass

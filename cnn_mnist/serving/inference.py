@@ -15,6 +15,7 @@ from dataclasses import dataclass
 import keras
 import numpy as np
 
+from . import NAME
 from ..core.data import NUM_CLASSES, sha256_file
 from ..core.net import INPUT_SHAPE
 
@@ -52,7 +53,7 @@ class Predictor:
         except Exception as error:  # Keras raises anything from OSError to ValueError for a bad file
             raise ModelCheckError(f"cannot load {path}: {error}") from error
         self._check_shapes(path)
-        self.info = ModelInfo(self.model.name, version, sha256_file(path), os.path.realpath(path))
+        self.info = ModelInfo(NAME, version, sha256_file(path), os.path.realpath(path))
         self._forward = _compile(self.model)
         self._pads = keras.backend.backend() == "jax"  # the one backend that compiles per batch size
         self._warm_up()

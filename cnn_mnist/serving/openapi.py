@@ -1,8 +1,8 @@
 """The API's description: OpenAPI 3 for /openapi.json, and TensorFlow Serving's model metadata."""
 
 from .. import __version__
+from . import NAME
 
-NAME = "cnn-mnist"
 
 
 def _array(items, size=None, **more):

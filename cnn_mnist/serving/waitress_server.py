@@ -14,7 +14,9 @@ from waitress import wasyncore
 from waitress.channel import HTTPChannel
 from waitress.task import WSGITask
 
-log = logging.getLogger("cnn-mnist")
+from . import NAME
+
+log = logging.getLogger(NAME)
 POLL_SECONDS = 0.2  # how soon SIGTERM is noticed
 CLEANUP_SECONDS = 1  # how often idle connections are looked for (waitress: 30, so a timeout ran up to 30 s late)
 QUIET_SECONDS = 0.25  # while draining, a connection this long without a request in flight counts as idle

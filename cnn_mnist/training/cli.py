@@ -11,6 +11,7 @@ from ..core.backends import BACKENDS, DEFAULT_BACKEND, check_backend
 from ..core.cli import ArgumentParser, add_verbose_option, fail, fraction, import_keras, positive_float, positive_int
 from ..core.data import load_dataset
 from ..core.errors import UsageError
+from .defaults import TRAINING
 from .interrupts import Interrupted, StopSignals
 
 PROG = "cnn-mnist-train"
@@ -20,10 +21,10 @@ def parse_args(argv=None):
     parser = ArgumentParser(prog=PROG, description=__doc__)
     parser.add_argument("--dataset", required=True, help="a Keras mnist.npz, or a directory of the four IDX files")
     parser.add_argument("--output", default="out", help="directory to write (replaced atomically; default: out)")
-    parser.add_argument("--epochs", type=positive_int, default=10)
-    parser.add_argument("--batch-size", type=positive_int, default=128)
-    parser.add_argument("--learning-rate", type=positive_float, default=1e-3)
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--epochs", type=positive_int, default=TRAINING["epochs"])
+    parser.add_argument("--batch-size", type=positive_int, default=TRAINING["batch_size"])
+    parser.add_argument("--learning-rate", type=positive_float, default=TRAINING["learning_rate"])
+    parser.add_argument("--seed", type=int, default=TRAINING["seed"])
     parser.add_argument(
         "--backend",
         default=os.environ.get("KERAS_BACKEND", DEFAULT_BACKEND),

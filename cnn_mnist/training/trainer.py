@@ -14,6 +14,7 @@ import numpy as np
 
 from .. import __version__
 from . import artifact, hdf5, plots
+from .defaults import TRAINING
 from ..core.backends import backend_version
 from ..core.data import Dataset
 from .interrupts import StopSignals
@@ -27,10 +28,10 @@ ACCURACY_PLACES = 4  # in accuracy.txt, which the gates (here and in model.nix) 
 
 @dataclasses.dataclass(frozen=True)
 class TrainConfig:
-    epochs: int = 10
-    batch_size: int = 128
-    learning_rate: float = 1e-3
-    seed: int = 0
+    epochs: int = TRAINING["epochs"]
+    batch_size: int = TRAINING["batch_size"]
+    learning_rate: float = TRAINING["learning_rate"]
+    seed: int = TRAINING["seed"]
     tensorboard: bool = False
 
 
