@@ -8,6 +8,7 @@ import importlib.metadata
 import json
 import os
 import re
+import shutil
 import subprocess
 import sys
 
@@ -191,12 +192,18 @@ def test_at_or_above_min_accuracy_writes_the_model(tiny_model, tmp_path):
     assert hashes(tmp_path / "out") == hashes(tiny_model)
 
 
-def test_train_py_help():
-    result = subprocess.run(
-        [sys.executable, "train/train.py", "--help"], capture_output=True, text=True, cwd=ROOT, timeout=120
-    )
+def test_train_py_trains_from_the_checkout_it_lies_in(tmp_path):
+    """train/train.py runs the cnn_mnist beside it, even where another one is installed."""
+    checkout = tmp_path / "checkout"
+    shutil.copytree(ROOT / "cnn_mnist", checkout / "cnn_mnist", ignore=shutil.ignore_patterns("__pycache__"))
+    shutil.copytree(ROOT / "train", checkout / "train", ignore=shutil.ignore_patterns("__pycache__"))
+    cli = checkout / "cnn_mnist" / "training" / "cli.py"
+    cli.write_text(cli.read_text().replace('"""`cnn-mnist-train`:', '"""This checkout\'s `cnn-mnist-train`:', 1))
+    result = subprocess.run([sys.executable, "train/train.py", "--help"], capture_output=True, text=True,
+                            cwd=checkout, timeout=120)
     assert result.returncode == 0, result.stderr
     assert result.stdout.startswith("usage: cnn-mnist-train")
+    assert "This checkout's `cnn-mnist-train`:" in result.stdout
     assert all(option in result.stdout for option in ("--dataset", "--output", "--epochs", "--backend", "--seed"))
 
 
