@@ -2,7 +2,7 @@
 #
 #   nix-build -A model
 #   nix-build -E 'with import ./.; model.override { epochs = 5; }'
-#   MODEL=$(nix-build -A model)/model.keras $(nix-build -A frontend)/bin/cnn-mnist
+#   MODEL=$(nix-build -A model)/model.h5 $(nix-build -A frontend)/bin/cnn-mnist   (or model.keras)
 #
 # nixpkgs comes from flake.lock, read as flake-compat does, so `nix-build` and
 # `nix build` build the same derivations.

@@ -1,6 +1,11 @@
 """model.h5, the trainer's legacy HDF5 copy of the model: no time stamped in it, and it serves as model.keras does."""
 
+import json
+import os
+import subprocess
+import sys
 import time
+import urllib.request
 
 import h5py
 import keras
@@ -10,6 +15,7 @@ import pytest
 from cnn_mnist.core.data import sha256_file
 from cnn_mnist.serving.app import create_app
 from cnn_mnist.training import hdf5
+from conftest import ROOT, free_port, wait_ready
 
 
 def into_the_next_second():
@@ -113,3 +119,25 @@ def test_h5_serves_the_same_probabilities_as_the_keras(trained_model, test_set):
         [answer["probabilities"] for answer in from_h5], [answer["probabilities"] for answer in from_keras]
     )
     assert np.mean([answer["digit"] for answer in from_h5] == labels) >= 0.9
+
+
+def test_the_seed_command_serves_model_h5(trained_model, test_set):
+    """`MODEL=$(nix-build -A model)/model.h5 $(nix-build -A frontend)/bin/cnn-mnist`: MODEL alone names it."""
+    port = free_port()
+    process = subprocess.Popen([sys.executable, "-m", "cnn_mnist.serving.cli", "--port", str(port)],
+                               env={**os.environ, "MODEL": str(trained_model / "model.h5")}, cwd=ROOT,
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        url = f"http://127.0.0.1:{port}/"
+        wait_ready(url, process)
+        images = test_set[0][:16]
+        request = urllib.request.Request(url + "predict", data=json.dumps({"pixels": images.tolist()}).encode(),
+                                         headers={"Content-Type": "application/json"})
+        with urllib.request.urlopen(request, timeout=30) as response:
+            served = json.load(response)
+    finally:
+        process.terminate()
+        process.wait(timeout=30)
+    assert {answer["model"]["sha256"] for answer in served} == {sha256_file(trained_model / "model.h5")}
+    expected = answers(trained_model / "model.keras", images)
+    np.testing.assert_array_equal([a["probabilities"] for a in served], [a["probabilities"] for a in expected])
