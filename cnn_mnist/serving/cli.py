@@ -22,7 +22,11 @@ PROG = "cnn-mnist"
 FD_RESERVE = 64
 
 
-def parse_args(argv=None):
+def build_parser() -> ArgumentParser:
+    """The parser, its defaults read from the environment now; parse_args checks what it cannot.
+
+    docs/generate_reference.py renders it into docs/reference/cli.md.
+    """
     env = os.environ
     parser = ArgumentParser(prog=PROG, description=__doc__.splitlines()[0])
     parser.add_argument("--model", default=env.get("MODEL", "out/model.keras"),
@@ -52,6 +56,11 @@ def parse_args(argv=None):
                         help="on SIGHUP, refuse a model scoring this much below the one serving; 1 turns it off "
                         f"(default {DEFAULTS['max_regression']})")
     add_verbose_option(parser)
+    return parser
+
+
+def parse_args(argv=None):
+    parser = build_parser()
     args = parser.parse_args(argv)
     try:
         args.canary = load_canary(args.canary)  # numpy only: a bad file fails before the backend's slow import
