@@ -77,6 +77,8 @@ stdenvNoCC.mkDerivation {
     export HOME=$TMPDIR/home XDG_CACHE_HOME=$TMPDIR/cache
     export KERAS_HOME=$TMPDIR/keras MPLCONFIGDIR=$TMPDIR/matplotlib
     export PYTHONHASHSEED=0 CUDA_VISIBLE_DEVICES=""
+    # metrics.json names what pinned every version
+    export CNN_MNIST_LOCK=${lib.escapeShellArg "nixpkgs ${lib.version}"}
     mkdir -p "$HOME" "$XDG_CACHE_HOME" "$KERAS_HOME" "$MPLCONFIGDIR"
 
     cnn-mnist-train \

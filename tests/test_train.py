@@ -7,6 +7,7 @@ import hashlib
 import importlib.metadata
 import json
 import os
+import pathlib
 import re
 import shutil
 import subprocess
@@ -234,6 +235,9 @@ def test_trained_model_is_accurate_and_self_describing(trained_model):
     assert parameters["learning_rate"] == pytest.approx(1e-3)
     assert metrics["versions"]["keras"] == importlib.metadata.version("keras")
     assert backend in metrics["versions"] and "numpy" in metrics["versions"]
+    # the lock that pinned those versions, as the Makefile recorded it in the venv (None: installed by hand)
+    lock_file = pathlib.Path(sys.prefix) / "cnn-mnist-lock.txt"
+    assert metrics["versions"]["lock"] == (lock_file.read_text().strip() if lock_file.exists() else None)
     assert metrics["dataset"] == {
         "sha256": hashlib.sha256(DATASET.read_bytes()).hexdigest(),
         "train_samples": 10000,
@@ -294,6 +298,16 @@ def test_another_seed_gives_another_model(tiny_model, tmp_path):
     for name in ("model.keras", "model.h5"):
         assert sha256_file(tmp_path / "seed1" / name) != sha256_file(tiny_model / name)
     assert json.loads((tmp_path / "seed1" / "metrics.json").read_text())["parameters"]["seed"] == 1
+
+
+@pytest.mark.slow
+def test_metrics_name_the_lock_nix_passes(tmp_path):
+    """model.nix exports CNN_MNIST_LOCK (the nixpkgs it builds from); metrics.json records it."""
+    result = run_trainer("--dataset", DATASET, *TINY, "--output", tmp_path / "out",
+                         env={"CNN_MNIST_LOCK": "nixpkgs 26.05.20260926.5e2305d"})
+    assert result.returncode == 0, result.stderr
+    metrics = json.loads((tmp_path / "out" / "metrics.json").read_text())
+    assert metrics["versions"]["lock"] == "nixpkgs 26.05.20260926.5e2305d"
 
 
 # ---- the model under other backends -------------------------------------------------------------------------

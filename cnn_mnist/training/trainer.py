@@ -8,6 +8,7 @@ import os
 import platform
 import sys
 import time
+from pathlib import Path
 
 import keras
 import numpy as np
@@ -21,6 +22,9 @@ from .interrupts import StopSignals
 from ..core.net import build_model
 from ..core.preprocessing import to_model_input
 
+# What pinned every version above: the Makefile writes the pip lock's name and sha256 into the venv
+# (LOCK_FILE under sys.prefix); model.nix exports CNN_MNIST_LOCK with the nixpkgs it builds from.
+LOCK_FILE = "cnn-mnist-lock.txt"
 MODEL_FILE = "model.keras"
 H5_MODEL_FILE = "model.h5"  # the legacy format, for what serves `$(nix-build -A model)/model.h5`
 ACCURACY_PLACES = 4  # in accuracy.txt, which the gates (here and in model.nix) compare
@@ -175,6 +179,7 @@ def describe_run(dataset: Dataset, config: TrainConfig, model, history: dict) ->
             backend: backend_version(backend),
             "numpy": np.__version__,
             "python": platform.python_version(),
+            "lock": installed_from(),
         },
         "dataset": {
             "sha256": dataset.sha256,
@@ -183,3 +188,13 @@ def describe_run(dataset: Dataset, config: TrainConfig, model, history: dict) ->
         },
         "model": {"name": model.name, "parameters": int(model.count_params())},
     }
+
+
+def installed_from() -> str | None:
+    """The lock this environment was installed from, if it says so (None: installed by hand)."""
+    if "CNN_MNIST_LOCK" in os.environ:
+        return os.environ["CNN_MNIST_LOCK"]
+    try:
+        return (Path(sys.prefix) / LOCK_FILE).read_text().strip()
+    except FileNotFoundError:
+        return None
