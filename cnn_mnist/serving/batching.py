@@ -70,11 +70,15 @@ class MicroBatcher:
 
     def _lead(self, arrived):
         """Run one pass on the head of the queue (our own request first), then hand the lead on."""
+        batch = []
         try:
             with self._lock:
                 self._wait_for_more(arrived)
                 batch = self._take()
             self._execute(batch)
+        except BaseException as error:  # (KeyboardInterrupt, SystemExit): ours to raise; the others fail now, not at
+            _fail([r for r in batch if r.result is None and r.error is None], error)  # their timeout
+            raise
         finally:
             with self._lock:
                 if self._queue:
@@ -110,16 +114,25 @@ class MicroBatcher:
         try:
             images = batch[0].images if len(batch) == 1 else np.concatenate([r.images for r in batch])
             probabilities = predictor.predict(images)
+            self.on_batch(len(probabilities))
         except Exception as error:  # every request of the pass gets the failure; the batcher goes on
-            for request in batch:
-                request.error = error
-                if not request.leads:
-                    request.woken.set()
+            _fail(batch, error)
             return
-        self.on_batch(len(probabilities))
         start = 0
         for request in batch:
             request.result = (probabilities[start : start + len(request.images)], predictor.info)
             start += len(request.images)
             if not request.leads:
                 request.woken.set()
+
+
+def _fail(requests, error):
+    """Answer `requests` with `error`, waking the waiting ones. They get an Exception, which their route answers with
+    a 500: a BaseException passes Flask's error handlers by (they catch Exception) and waitress only logs it."""
+    for request in requests:
+        request.error = error
+        if not request.leads:
+            if not isinstance(error, Exception):
+                request.error = RuntimeError(f"the forward pass failed: {error!r}")
+                request.error.__cause__ = error
+            request.woken.set()
