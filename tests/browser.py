@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import base64
+import io
 import math
 import os
 from pathlib import Path
 
+import numpy as np
 import pytest
+from PIL import Image
 
 CHROMIUM = os.environ.get("CNN_MNIST_CHROMIUM", "/usr/bin/chromium")
 CHROMIUM_ARGS = [
@@ -20,6 +23,9 @@ CHROMIUM_ARGS = [
     "--disable-sync",
 ]
 OUTPUT_DIR = Path(__file__).resolve().parent.parent / "test-output"
+# axe-core, pinned by tests/axe/package-lock.json and installed with `npm ci --prefix tests/axe`.
+AXE_JS = Path(os.environ.get("CNN_MNIST_AXE", Path(__file__).resolve().parent / "axe/node_modules/axe-core/axe.min.js"))
+AXE_FAILING_IMPACTS = ("serious", "critical")
 DESKTOP = {"width": 1024, "height": 768}
 PHONE = {"width": 390, "height": 844}
 ANSWER_TIMEOUT_MS = 20_000
@@ -29,6 +35,7 @@ ANSWER_TIMEOUT_MS = 20_000
 # Digits as strokes, in canvas-relative coordinates (0..1 of the canvas box).
 # Each digit spans ~60 % of the canvas height, with handwriting proportions.
 # --------------------------------------------------------------------------
+
 
 def _ellipse(cx: float, cy: float, rx: float, ry: float, n: int = 30) -> list[tuple[float, float]]:
     # Start near the top and go round counter-clockwise, closing the loop
@@ -56,7 +63,7 @@ DIGITS: dict[int, list[list[tuple[float, float]]]] = {
 def _densify(points: list[tuple[float, float]], step: float = 0.025) -> list[tuple[float, float]]:
     """Points every ~`step` along the polyline, so moves look like a hand."""
     out = [points[0]]
-    for (x0, y0), (x1, y1) in zip(points, points[1:]):
+    for (x0, y0), (x1, y1) in zip(points, points[1:], strict=False):
         n = max(1, math.ceil(math.hypot(x1 - x0, y1 - y0) / step))
         out.extend((x0 + (x1 - x0) * k / n, y0 + (y1 - y0) * k / n) for k in range(1, n + 1))
     return out
@@ -111,6 +118,94 @@ def draw_with_touch(page, digit: int) -> None:
         cdp.detach()
 
 
+# --------------------------------------------------------------------------
+# The keyboard pen: key presses on the focused canvas. The pen starts in the
+# centre and moves PEN_STEP canvas pixels (of 280) per arrow key press.
+# --------------------------------------------------------------------------
+
+PEN_STEP = 10
+KEYBOARD_DIGITS: dict[int, list[str]] = {
+    # Up to the top, pen down, straight down, pen up (lifting it predicts).
+    1: ["ArrowUp"] * 7 + ["Space"] + ["ArrowDown"] * 14 + ["Space"],
+    # The top bar left to right, then a staircase down to the left, then Enter (lifts the pen, predicts).
+    7: ["ArrowUp"] * 6
+    + ["ArrowLeft"] * 5
+    + ["Space"]
+    + ["ArrowRight"] * 10
+    + ["ArrowDown", "ArrowDown", "ArrowLeft"] * 6
+    + ["Enter"],
+}
+
+
+def focus_canvas_with_tab(page) -> None:
+    """Tab from the top of the page until the canvas has the focus (it is the first control)."""
+    page.evaluate("() => document.activeElement && document.activeElement.blur()")
+    for _ in range(10):
+        page.keyboard.press("Tab")
+        if page.evaluate("() => document.activeElement.id") == "canvas":
+            return
+    raise AssertionError("Tab never reaches the canvas")
+
+
+def draw_with_keyboard(page, digit: int) -> None:
+    focus_canvas_with_tab(page)
+    for key in KEYBOARD_DIGITS[digit]:
+        page.keyboard.press(key)
+
+
+# --------------------------------------------------------------------------
+# Uploads: an MNIST digit as a scan would show it, dark ink on white, large.
+# --------------------------------------------------------------------------
+
+
+def scanned_png(digit: np.ndarray, scale: int = 10) -> bytes:
+    """A 28x28 uint8 MNIST digit (ink bright) → PNG bytes of it dark on white, `scale` times as large."""
+    side = digit.shape[0] * scale
+    image = Image.fromarray(255 - digit).resize((side, side), Image.Resampling.BICUBIC)
+    buffer = io.BytesIO()
+    image.save(buffer, "PNG")
+    return buffer.getvalue()
+
+
+def upload(page, name: str, data: bytes, mime: str = "image/png") -> None:
+    page.set_input_files("#upload", files=[{"name": name, "mimeType": mime, "buffer": data}])
+
+
+def thumbnail(page) -> np.ndarray:
+    """The 28x28 image the page shows as what the model saw."""
+    source = page.locator("#input").get_attribute("src")
+    assert source and source.startswith("data:image/png;base64,"), source
+    return np.asarray(Image.open(io.BytesIO(base64.b64decode(source.split(",", 1)[1]))))
+
+
+def shown_error(page) -> dict:
+    """The status line: its text and the HTTP status and kind the page marked it with."""
+    return page.eval_on_selector(
+        "#status",
+        "s => ({text: s.textContent.trim(), status: s.dataset.status, kind: s.dataset.kind,"
+        " error: s.classList.contains('error'), visible: s.offsetParent !== null})",
+    )
+
+
+# --------------------------------------------------------------------------
+# axe-core
+# --------------------------------------------------------------------------
+
+
+def axe_violations(page, impacts=AXE_FAILING_IMPACTS) -> list[str]:
+    """Run axe-core in the page; one line per violation of one of `impacts`, naming the elements."""
+    if not AXE_JS.is_file():
+        pytest.fail(f"{AXE_JS} is missing: install axe-core with `npm ci --prefix tests/axe` (make test does)")
+    if not page.evaluate("() => typeof window.axe === 'object'"):
+        page.add_script_tag(path=str(AXE_JS))
+    result = page.evaluate("() => axe.run(document, {resultTypes: ['violations']})")
+    return [
+        f"{v['id']} ({v['impact']}): {v['help']} – {[n['target'] for n in v['nodes']]}"
+        for v in result["violations"]
+        if v["impact"] in impacts
+    ]
+
+
 def wait_for_answer(page) -> str:
     """Wait until the page shows the answer for the finished drawing.
 
@@ -156,6 +251,8 @@ def canvas_png(page) -> bytes:
 
 def assert_cleared(page) -> None:
     assert page.locator("#prediction").inner_text().strip() == ""
+    assert page.locator("#seen").is_hidden()
+    assert page.eval_on_selector("#upload", "u => u.value") == ""
     bars = read_bars(page)
     assert [d for d, _, _ in bars] == list(range(10))
     assert all(p == 0 for _, p, _ in bars), bars

@@ -1,13 +1,20 @@
-/* cnn-mnist front end: draw a digit, POST it to ./predict, show the answer.
- * Vanilla JS, no dependencies, works offline. */
+/* cnn-mnist front end: draw a digit (mouse, touch or keyboard) or upload an image of one,
+ * POST it to ./predict, show the answer. Vanilla JS, no dependencies, works offline. */
 (function () {
   "use strict";
 
   var THROTTLE_MS = 150;
+  var PEN_STEP = 10;        // canvas pixels per arrow key press ...
+  var PEN_BIG_STEP = 40;    // ... and with Shift
 
   var canvas = document.getElementById("canvas");
   var ctx = canvas.getContext("2d");
   var clearButton = document.getElementById("clear");
+  var predictButton = document.getElementById("predict");
+  var upload = document.getElementById("upload");
+  var canvasWrap = document.getElementById("canvas-wrap");
+  var penMark = document.getElementById("pen");
+  var penState = document.getElementById("pen-state");
   var result = document.getElementById("result");
   var prediction = document.getElementById("prediction");
   var confidence = document.getElementById("confidence");
@@ -26,6 +33,11 @@
   var pointerId = null;
   var last = null;
   var hasInk = false;
+  var shown = "none";      // what the results are for: "none", "drawing" or "upload"
+
+  // The keyboard pen: a position on the canvas, and whether it is down (drawing).
+  var pen = { x: canvas.width / 2, y: canvas.height / 2 };
+  var penDown = false;
 
   // Request state: at most one request in flight; while it runs, newer
   // drawings only set `pending`, and the latest one is sent when it returns.
@@ -35,6 +47,7 @@
   var generation = 0;      // bumped by Clear: answers for older drawings are dropped
   var lastSent = 0;
   var timer = null;
+  var retryTimer = null;   // a 503's one retry, after its Retry-After
 
   function setupPen() {
     ctx.lineWidth = canvas.width / 14;
@@ -67,7 +80,7 @@
   }
 
   function setBusy() {
-    var busy = inFlight || pending || timer !== null;
+    var busy = inFlight || pending || timer !== null || retryTimer !== null;
     if (busy) {
       result.setAttribute("aria-busy", "true");
     } else {
@@ -75,17 +88,30 @@
     }
   }
 
-  function setStatus(text, isError) {
+  // `failure` (from describeFailure) marks the line with the HTTP status (0: no answer) and a kind.
+  function setStatus(text, failure) {
     statusLine.textContent = text || "";
-    statusLine.classList.toggle("error", !!isError);
-    if (isError && !prediction.textContent) {
-      confidence.textContent = "No prediction.";
+    statusLine.classList.toggle("error", !!failure);
+    if (failure) {
+      statusLine.setAttribute("data-status", String(failure.status));
+      statusLine.setAttribute("data-kind", failure.kind);
+      if (!prediction.textContent) {
+        confidence.textContent = "No prediction.";
+      }
+    } else {
+      statusLine.removeAttribute("data-status");
+      statusLine.removeAttribute("data-kind");
     }
+  }
+
+  function showFailure(failure) {
+    setStatus(failure.message, failure);
   }
 
   function resetResults() {
     prediction.textContent = "";
-    confidence.textContent = "Draw a digit to start.";
+    confidence.textContent = "Draw or upload a digit to start.";
+    shown = "none";
     bars.forEach(function (bar) {
       bar.setAttribute("data-probability", "0");
       bar.classList.remove("top");
@@ -100,10 +126,15 @@
     return (100 * p).toFixed(1) + "%";
   }
 
-  function showAnswer(data) {
+  // An answer that is not the API's: thrown by showAnswer, told apart by its type.
+  function BadAnswer() {
+    this.name = "BadAnswer";
+  }
+
+  function showAnswer(data, source) {
     var probs = data.probabilities;
     if (!Array.isArray(probs) || probs.length !== 10 || typeof data.digit !== "number") {
-      throw new Error("Unexpected answer from the server.");
+      throw new BadAnswer();
     }
     bars.forEach(function (bar, i) {
       var p = Number(probs[i]) || 0;
@@ -113,7 +144,9 @@
       bar.querySelector(".bar-value").textContent = percent(p);
     });
     prediction.textContent = String(data.digit);
-    confidence.textContent = percent(Number(probs[data.digit]) || 0) + " confident";
+    confidence.textContent = percent(Number(probs[data.digit]) || 0) + " confident" +
+      (source.file ? " · " + source.file : "");
+    shown = source.file ? "upload" : "drawing";
     if (typeof data.input === "string" && data.input.indexOf("data:image/png;base64,") === 0) {
       seenImage.src = data.input;
       seen.hidden = false;
@@ -158,11 +191,101 @@
     });
   }
 
-  function errorMessage(res, data) {
-    if (data && typeof data.error === "string" && data.error) {
-      return data.error;
+  // What went wrong, from the HTTP status (the API's JSON errors carry no code of their own):
+  // { status, kind, message }. The server's own explanation ("error") is shown where it is the
+  // client's to fix; the page's reaction never depends on its wording.
+  function describeFailure(status, data, statusText) {
+    var said = data && typeof data.error === "string" ? data.error : "";
+    var answered = "The server answered " + status + (statusText ? " " + statusText : "") + ".";
+    if (status === 0) {
+      return { status: 0, kind: "network", message: "Could not reach the server – is it still running?" };
     }
-    return "The server answered " + res.status + (res.statusText ? " " + res.statusText : "") + ".";
+    if (status >= 200 && status < 300) {
+      return { status: status, kind: "bad-answer", message: "Unexpected answer from the server." };
+    }
+    if (status === 413) {
+      return { status: status, kind: "too-large",
+        message: "The image is too large for the server" + (said ? " (" + said + ")" : "") +
+          ". Try a smaller or cropped image." };
+    }
+    if (status === 415) {
+      return { status: status, kind: "format", message: said || "The server does not read this image format; send PNG or JPEG." };
+    }
+    if (status === 429 || status === 503) {
+      return { status: status, kind: "busy", message: "The model is busy or not ready yet – try again in a moment." };
+    }
+    if (status === 404 || status === 405) {
+      return { status: status, kind: "no-api", message: "This server has no prediction API here (" + status + ")." };
+    }
+    if (status >= 400 && status < 500) {
+      return { status: status, kind: "input", message: said || answered };
+    }
+    return { status: status, kind: "server",
+      message: "The server failed (" + status + ") – try again; if it keeps failing, see the server's log." };
+  }
+
+  // POST one request to ./predict and show its answer; at most one is in flight (`inFlight`).
+  // source: { file: name } for an upload, {} for the drawing.
+  function send(body, headers, source) {
+    if (retryTimer !== null) {
+      clearTimeout(retryTimer);  // this request supersedes a retry of an older one
+      retryTimer = null;
+    }
+    inFlight = true;
+    pending = false;
+    lastSent = Date.now();
+    setBusy();
+
+    var gen = generation;
+    controller = typeof AbortController === "function" ? new AbortController() : null;
+
+    fetch("predict", {
+      method: "POST",
+      headers: headers,
+      body: body,
+      signal: controller ? controller.signal : undefined
+    }).then(function (res) {
+      return res.json().then(
+        function (data) { return { res: res, data: data }; },
+        function () { return { res: res, data: null }; });
+    }).then(function (r) {
+      if (gen !== generation) {
+        return;  // cleared (or replaced by another drawing or upload) meanwhile
+      }
+      if (!r.res.ok || !r.data || typeof r.data !== "object") {
+        var failure = describeFailure(r.res.status, r.data, r.res.statusText);  // a 2xx here: not JSON
+        if (failure.kind === "busy" && !source.retried && !pending) {
+          // The same request may succeed later: send it once more, when the server asks.
+          var wait = Math.min(10, Math.max(0, Number(r.res.headers.get("Retry-After")) || 1));
+          failure.message = "The model is busy – trying again in " + wait + " s.";
+          retryTimer = setTimeout(function () {
+            retryTimer = null;
+            if (gen === generation && !inFlight) {
+              send(body, headers, { file: source.file, retried: true });
+            }
+          }, wait * 1000);
+        }
+        showFailure(failure);
+        return;
+      }
+      showAnswer(r.data, source);
+      setStatus("");
+    }).catch(function (err) {
+      if (gen !== generation || (err && err.name === "AbortError")) {
+        return;
+      }
+      showFailure(describeFailure(err instanceof BadAnswer ? 200 : 0, null, ""));
+    }).then(function () {
+      if (gen === generation) {
+        inFlight = false;
+        controller = null;
+        if (pending) {
+          predict();
+          return;
+        }
+      }
+      setBusy();
+    });
   }
 
   function predict() {
@@ -179,52 +302,30 @@
       setBusy();
       return;
     }
-    inFlight = true;
-    pending = false;
-    lastSent = Date.now();
-    setBusy();
+    send(JSON.stringify({ image: canvas.toDataURL("image/png"), include_input: true }),
+      { "Content-Type": "application/json" }, {});
+  }
 
-    var gen = generation;
-    controller = typeof AbortController === "function" ? new AbortController() : null;
-    var body = JSON.stringify({ image: canvas.toDataURL("image/png"), include_input: true });
+  // The Predict button and Enter: now, without waiting for the throttle.
+  function predictNow() {
+    if (!hasInk) {
+      setStatus(shown === "upload"
+        ? "The prediction shown is for the uploaded image; draw a digit to predict a drawing."
+        : "Nothing to predict yet: draw a digit or upload an image of one.");
+      return;
+    }
+    predict();
+  }
 
-    fetch("predict", {
-      method: "POST",
-      headers: { "Content-Type": "application/json" },
-      body: body,
-      signal: controller ? controller.signal : undefined
-    }).then(function (res) {
-      return res.json().then(
-        function (data) { return { res: res, data: data }; },
-        function () { return { res: res, data: null }; });
-    }).then(function (r) {
-      if (gen !== generation) {
-        return;  // drawing was cleared meanwhile
-      }
-      if (!r.res.ok || !r.data || r.data.error) {
-        setStatus(errorMessage(r.res, r.data), true);
-        return;
-      }
-      showAnswer(r.data);
-      setStatus("");
-    }).catch(function (err) {
-      if (gen !== generation || (err && err.name === "AbortError")) {
-        return;
-      }
-      setStatus(err && err.message && err.message.indexOf("Unexpected") === 0
-        ? err.message
-        : "Could not reach the server – is it still running?", true);
-    }).then(function () {
-      if (gen === generation) {
-        inFlight = false;
-        controller = null;
-        if (pending) {
-          predict();
-          return;
-        }
-      }
-      setBusy();
-    });
+  // The first ink after an upload's answer (or while it is on its way) replaces it.
+  function startInk() {
+    if (upload.value || shown === "upload" || (!hasInk && inFlight)) {
+      forgetRequests();
+      resetResults();
+      upload.value = "";
+    }
+    hasInk = true;
+    setStatus("");
   }
 
   // Throttled prediction while drawing: at most one every THROTTLE_MS.
@@ -255,9 +356,9 @@
       try { canvas.setPointerCapture(ev.pointerId); } catch (e) { /* ignore */ }
     }
     last = toCanvas(ev);
+    startInk();
     dot(last);
-    hasInk = true;
-    setStatus("");
+    hideKeyboardPen();
   }
 
   function onPointerMove(ev) {
@@ -291,7 +392,8 @@
     predict();
   }
 
-  function clearAll() {
+  // Drop every request in flight or queued: their answers belong to what is being replaced.
+  function forgetRequests() {
     generation += 1;
     if (controller) {
       controller.abort();
@@ -303,14 +405,128 @@
       clearTimeout(timer);
       timer = null;
     }
+    if (retryTimer !== null) {
+      clearTimeout(retryTimer);
+      retryTimer = null;
+    }
+  }
+
+  function clearDrawing() {
+    forgetRequests();
     drawing = false;
     pointerId = null;
     last = null;
     hasInk = false;
+    setPenDown(false, true);
     ctx.clearRect(0, 0, canvas.width, canvas.height);
     resetResults();
     setStatus("");
     setBusy();
+  }
+
+  function clearAll() {
+    clearDrawing();
+    upload.value = "";
+  }
+
+  // ---- The keyboard pen -------------------------------------------------
+
+  function showPen() {
+    penMark.style.left = (100 * pen.x / canvas.width) + "%";
+    penMark.style.top = (100 * pen.y / canvas.height) + "%";
+    penMark.style.width = penMark.style.height = (100 * ctx.lineWidth / canvas.width) + "%";
+    penMark.classList.toggle("down", penDown);
+  }
+
+  function showKeyboardPen() {
+    canvasWrap.classList.add("keyboard");
+    showPen();
+  }
+
+  function hideKeyboardPen() {
+    canvasWrap.classList.remove("keyboard");
+  }
+
+  // quiet: no announcement and no prediction (Clear lifts the pen too)
+  function setPenDown(down, quiet) {
+    if (down === penDown) {
+      return;
+    }
+    penDown = down;
+    if (!quiet) {
+      penState.textContent = "Keyboard pen: " + (down ? "down – moving it draws" : "up");
+    } else if (penState.textContent !== "Keyboard pen: up") {
+      penState.textContent = "Keyboard pen: up";
+    }
+    showPen();
+    if (down) {
+      startInk();
+      dot(pen);
+    } else if (!quiet) {
+      predict();
+    }
+  }
+
+  function movePen(dx, dy) {
+    var r = ctx.lineWidth / 2;
+    var next = {
+      x: Math.max(r, Math.min(canvas.width - r, pen.x + dx)),
+      y: Math.max(r, Math.min(canvas.height - r, pen.y + dy))
+    };
+    if (penDown) {
+      segment(pen, next);
+      schedulePredict();
+    }
+    pen = next;
+    showPen();
+  }
+
+  function onCanvasKey(ev) {
+    if (ev.altKey || ev.ctrlKey || ev.metaKey) {
+      return;
+    }
+    var step = ev.shiftKey ? PEN_BIG_STEP : PEN_STEP;
+    switch (ev.key) {
+      case "ArrowLeft": movePen(-step, 0); break;
+      case "ArrowRight": movePen(step, 0); break;
+      case "ArrowUp": movePen(0, -step); break;
+      case "ArrowDown": movePen(0, step); break;
+      case " ":
+      case "Spacebar":
+        if (!ev.repeat) {
+          setPenDown(!penDown);
+        }
+        break;
+      case "Enter":
+        if (penDown) {
+          setPenDown(false);  // lifting it predicts
+        } else {
+          predictNow();
+        }
+        break;
+      case "Delete":
+      case "Backspace":
+        clearAll();
+        break;
+      default:
+        return;  // Tab, Escape (handled below) and the rest keep their meaning
+    }
+    ev.preventDefault();
+    showKeyboardPen();
+  }
+
+  // ---- Uploads ------------------------------------------------------------
+
+  function onUpload() {
+    var file = upload.files && upload.files[0];
+    if (!file) {
+      return;
+    }
+    clearDrawing();  // the answer will be the upload's, not a drawing's
+    var form = new FormData();
+    form.append("image", file, file.name);
+    form.append("include_input", "true");
+    send(form, undefined, { file: file.name || "upload" });
   }
 
   canvas.addEventListener("pointerdown", onPointerDown);
@@ -321,12 +537,22 @@
   // Stop the page from scrolling or zooming on touch devices without Pointer Events support.
   canvas.addEventListener("touchstart", function (ev) { ev.preventDefault(); }, { passive: false });
   canvas.addEventListener("contextmenu", function (ev) { ev.preventDefault(); });
+  canvas.addEventListener("keydown", onCanvasKey);
+  canvas.addEventListener("focus", function () {
+    if (canvas.matches && canvas.matches(":focus-visible")) {
+      showKeyboardPen();  // reached with Tab: show where the pen is
+    }
+  });
+  canvas.addEventListener("blur", hideKeyboardPen);
   clearButton.addEventListener("click", clearAll);
+  predictButton.addEventListener("click", predictNow);
+  upload.addEventListener("change", onUpload);
   document.addEventListener("keydown", function (ev) {
     if (ev.key === "Escape") {
       clearAll();
     }
   });
   resetResults();
+  showPen();
   loadModel();
 })();
