@@ -37,7 +37,8 @@ $(VENV)/.test-installed: requirements/test.txt pyproject.toml | $(BIN)/python
 
 # nix-instantiate (Nix 2.8) and unshare for the Nix tests, Chromium for the browser tests. Installed with
 # apt-get where there is one and we are root; anywhere else, the missing programs and how to get them.
-SYSTEM_PROGRAMS := nix-instantiate:nix-bin chromium:chromium chromedriver:chromium-driver unshare:util-linux ip:iproute2
+SYSTEM_PROGRAMS := nix-instantiate:nix-bin chromium:chromium chromedriver:chromium-driver unshare:util-linux ip:iproute2 \
+	npm:npm
 system-deps:
 	@missing=""; for pair in $(SYSTEM_PROGRAMS); do \
 		command -v "$${pair%%:*}" >/dev/null || missing="$$missing $${pair#*:}"; \
@@ -48,7 +49,8 @@ system-deps:
 		else \
 			echo "make test needs these packages (Debian names):$$missing" >&2; \
 			echo "  Debian/Ubuntu: sudo apt-get install$$missing" >&2; \
-			echo "  elsewhere: Nix 2.8 or later (nix-instantiate), Chromium and ChromeDriver, util-linux (unshare), iproute2 (ip)" >&2; \
+			echo "  elsewhere: Nix 2.8 or later (nix-instantiate), Chromium and ChromeDriver, util-linux (unshare)," \
+				"iproute2 (ip), npm (for axe-core)" >&2; \
 			exit 1; \
 		fi; \
 	fi
@@ -66,7 +68,12 @@ lint: $(VENV)/.test-installed
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 
-test: $(VENV)/.test-installed system-deps
+# axe-core for the browser tests' accessibility check, pinned by tests/axe/package-lock.json
+AXE := tests/axe/node_modules/axe-core/axe.min.js
+$(AXE): tests/axe/package.json tests/axe/package-lock.json
+	npm ci --prefix tests/axe --no-audit --no-fund
+
+test: $(VENV)/.test-installed system-deps $(AXE)
 	NIXPKGS_LIB=$(abspath $(NIXPKGS_LIB)) $(BIN)/python -m pytest
 
 # The quick tests: no model trained, no server started, under a minute on 2 cores (bench/quick_loop.py).
@@ -98,4 +105,4 @@ bench: $(MODEL_DIR)/model.keras $(VENV)/.test-installed
 	$(BIN)/python bench/quick_loop.py
 
 clean:
-	rm -rf $(VENV) $(MODEL_DIR) test-output .pytest_cache
+	rm -rf $(VENV) $(MODEL_DIR) test-output .pytest_cache tests/axe/node_modules
