@@ -6,6 +6,7 @@ import threading
 
 import pytest
 from conftest import metric
+from model_variants import nudged, save_variant
 
 from cnn_mnist.serving import model_store
 from cnn_mnist.serving.app import create_app
@@ -114,3 +115,52 @@ def test_a_reload_asked_for_during_a_reload_is_not_lost(versions, trained_model,
     release.set()
     first.join(timeout=120)
     assert store.predictor.info.version == "4"
+
+
+def test_status_is_whole_at_every_write_a_reload_makes(versions, trained_model, monkeypatch):
+    """status() read after each assignment a reload makes to the store: what a concurrent reader can see.
+
+    Only the status before, while version 3 loads, or after may show; never half of a swap.
+    """
+    store = create_app({"MODEL": str(versions)}).extensions["cnn_mnist"].store
+    before, seen = store.status(), []
+
+    def observed(self, name, value):
+        object.__setattr__(self, name, value)
+        seen.append(self.status())
+
+    monkeypatch.setattr(model_store.ModelStore, "__setattr__", observed)
+    (versions / "3").mkdir()
+    shutil.copy(trained_model / "model.keras", versions / "3" / "model.keras")
+    assert store.reload() is True
+    after = store.status()
+    assert [(s["version"], s["state"]) for s in after] == [("3", "AVAILABLE"), ("2", "END"), ("1", "END")]
+    loading = [{"version": "3", "state": "LOADING", "status": {"error_code": "OK", "error_message": ""}}, *before]
+    assert seen and all(status in (before, loading, after) for status in seen), seen
+
+
+def test_a_file_replaced_during_its_load_serves_under_its_own_hash_and_the_next_reload_takes_the_new_one(
+        tmp_path, trained_model, monkeypatch):
+    """The file is replaced just after Keras read it: the hash must be of what was loaded, not of the newcomer."""
+    import keras
+
+    original, served = trained_model / "model.keras", tmp_path / "model.keras"
+    shutil.copy(original, served)
+    store = create_app({"MODEL": str(tmp_path)}).extensions["cnn_mnist"].store
+    save_variant(original, tmp_path / "staging" / "nudged.keras", nudged)
+    nudged_sha = sha256_file(tmp_path / "staging" / "nudged.keras")
+    os.replace(tmp_path / "staging" / "nudged.keras", served)  # what the reload finds ...
+    shutil.copy(original, tmp_path / "staging" / "original.keras")
+    load_model = keras.saving.load_model
+
+    def load_then_replace(*args, **kwargs):  # ... and the original is back the moment Keras has read it
+        model = load_model(*args, **kwargs)
+        os.replace(tmp_path / "staging" / "original.keras", served)
+        return model
+
+    monkeypatch.setattr(keras.saving, "load_model", load_then_replace)
+    assert store.reload() is True
+    monkeypatch.undo()
+    assert store.predictor.info.sha256 == nudged_sha  # the weights that serve, under their own hash
+    assert store.reload() is True  # the file differs from what serves: it loads
+    assert store.predictor.info.sha256 == sha256_file(served) == sha256_file(original)

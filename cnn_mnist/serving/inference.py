@@ -7,7 +7,9 @@ TensorFlow and torch take any batch size as it is, since padding 9 images to 16 
 CPU for nothing (bench figures in the README).
 """
 
+import hashlib
 import os
+import tempfile
 import zipfile
 import zlib
 from dataclasses import dataclass
@@ -16,7 +18,7 @@ import keras
 import numpy as np
 
 from . import NAME
-from ..core.data import NUM_CLASSES, sha256_file
+from ..core.data import NUM_CLASSES
 from ..core.net import INPUT_SHAPE
 
 
@@ -47,13 +49,19 @@ class Predictor:
 
     def __init__(self, path: str, version: str, max_batch_size: int = 64):
         self.max_batch_size = max_batch_size
-        _check_readable(path)
-        try:
-            self.model = keras.saving.load_model(path, compile=False)
-        except Exception as error:  # Keras raises anything from OSError to ValueError for a bad file
-            raise ModelCheckError(f"cannot load {path}: {error}") from error
+        real_path = os.path.realpath(path)
+        # Hashed and loaded from one read: opened once each, a file replaced in between would serve the old
+        # weights under the new hash, and every later reload would skip it as unchanged. keras.saving.load_model
+        # takes only a path (it tells .keras from .h5 by the name's ending), so it loads a private copy.
+        with tempfile.TemporaryDirectory(prefix="cnn-mnist-model-") as private:
+            copy, sha256 = _copy(path, private)
+            _check_readable(copy, path)
+            try:
+                self.model = keras.saving.load_model(copy, compile=False)
+            except Exception as error:  # Keras raises anything from OSError to ValueError for a bad file
+                raise ModelCheckError(f"cannot load {path}: {error}") from error
         self._check_shapes(path)
-        self.info = ModelInfo(NAME, version, sha256_file(path), os.path.realpath(path))
+        self.info = ModelInfo(NAME, version, sha256, real_path)
         self._forward = _compile(self.model)
         self._pads = keras.backend.backend() == "jax"  # the one backend that compiles per batch size
         self._warm_up()
@@ -85,22 +93,33 @@ class Predictor:
             raise ModelCheckError("self-test failed: the model's outputs are not probabilities")
 
 
-def _check_readable(path):
+def _copy(path, directory):
+    """Copy the model file into `directory`, reading it once: → (the copy, the sha256 of exactly the bytes copied)."""
+    copy, digest = os.path.join(directory, "model" + os.path.splitext(path)[1]), hashlib.sha256()
+    try:
+        with open(path, "rb") as source, open(copy, "wb") as target:
+            for block in iter(lambda: source.read(1 << 20), b""):
+                digest.update(block)
+                target.write(block)
+    except (FileNotFoundError, IsADirectoryError):
+        raise ModelCheckError(f"model file not found: {path}", "NOT_FOUND") from None
+    except OSError as error:  # unreadable, or no room for the copy: the error says which
+        raise ModelCheckError(f"cannot copy {path} to load it: {error}", "UNAVAILABLE") from None
+    return copy, digest.hexdigest()
+
+
+def _check_readable(copy, path):
     """Keras calls any `.keras` it cannot open "File not found"; say what is really wrong with the file."""
-    if not os.path.isfile(path):
-        raise ModelCheckError(f"model file not found: {path}", "NOT_FOUND")
     if not path.endswith(".keras"):
         return
-    size = os.path.getsize(path)
+    size = os.path.getsize(copy)
     try:
-        with zipfile.ZipFile(path) as archive:
+        with zipfile.ZipFile(copy) as archive:
             damaged = archive.testzip()  # reads every entry and checks its CRC
     except (zipfile.BadZipFile, zlib.error, EOFError) as error:
         raise ModelCheckError(
             f"{path}: corrupt or truncated .keras archive ({size} bytes; {error})", "DATA_LOSS"
         ) from None
-    except OSError as error:
-        raise ModelCheckError(f"cannot read {path}: {error.strerror or error}", "UNAVAILABLE") from None
     if damaged:
         raise ModelCheckError(f"{path}: corrupt .keras archive, entry {damaged} fails its CRC check", "DATA_LOSS")
 

@@ -13,10 +13,11 @@ reload also when it scores more than `max_regression` below the default model no
 or broken version leaves what served before in place and carries its error in the status.
 """
 
+import contextlib
 import logging
 import os
 import threading
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from .canary import CanarySet, score
 from ..core.data import sha256_file
@@ -64,6 +65,17 @@ class Serving:
     @property
     def default_version(self) -> Version:
         return self.versions[self.default]
+
+
+@dataclass(frozen=True)
+class State:
+    """Everything the store reports, one immutable snapshot: a reader takes all of it from one reference."""
+
+    serving: Serving
+    versions: tuple  # every version MODEL holds, served or not
+    failures: dict  # version -> the ModelCheckError that kept it from serving
+    last_error: str = ""
+    loading: str | None = None  # the version being loaded, if any
 
 
 def scan(location: str) -> Layout:
@@ -126,18 +138,15 @@ def _version_of(directory):
 
 
 class ModelStore:
-    """Holds the `Serving` snapshot; `reload()` loads and checks what changed in the background, then swaps."""
+    """Holds the `State` snapshot; `reload()` loads and checks what changed in the background, then swaps it."""
 
     def __init__(self, location: str, canary: CanarySet, *, min_accuracy: float, max_regression: float,
                  max_batch_size: int = 64, on_swap=None):
         self.location, self.canary, self.max_batch_size = location, canary, max_batch_size
         self.min_accuracy, self.max_regression = min_accuracy, max_regression
         self.on_swap = on_swap or (lambda result, serving: None)
-        self._reloading = threading.Lock()
+        self._reloading = threading.Lock()  # held by the one thread that writes `_state` after __init__
         self._requested = threading.Event()
-        self.loading = None  # the version being loaded, if any
-        self.failures = {}  # version -> the ModelCheckError that kept it from serving
-        self.last_error = ""
         pin_mmap_threshold()  # before the first model: its buffers then never settle in the heap
         layout = scan(location)
         for error in layout.label_errors.values():
@@ -147,9 +156,16 @@ class ModelStore:
             if version in layout.broken:
                 raise layout.broken[version]
             versions[version] = self._load(layout.models[version], version, reference=None)
-        self.serving = Serving(versions, layout.labels, layout.default)
-        self.failures = dict(layout.broken)
-        self.versions = tuple(sorted({*layout.models, *layout.broken}, key=int))
+        self._state = State(Serving(versions, layout.labels, layout.default), _all(layout), dict(layout.broken))
+
+    @property
+    def serving(self) -> Serving:
+        return self._state.serving
+
+    @property
+    def last_error(self) -> str:
+        """Why the last reload refused something, or ""."""
+        return self._state.last_error
 
     @property
     def predictor(self) -> Predictor:
@@ -171,12 +187,8 @@ class ModelStore:
 
     def _load(self, path, version, reference):
         """Load, warm and canary-score one model; raise ModelCheckError if it may not serve."""
-        self.loading = version
-        try:
-            predictor = Predictor(path, version, self.max_batch_size)
-            accuracy, seconds = score(predictor, self.canary)
-        finally:
-            self.loading = None
+        predictor = Predictor(path, version, self.max_batch_size)
+        accuracy, seconds = score(predictor, self.canary)
         log.info("version %s scores %.4f on the canary set (%d digits, %.2f s)",
                  version, accuracy, len(self.canary.labels), seconds)
         if accuracy < self.min_accuracy:
@@ -209,24 +221,35 @@ class ModelStore:
                 self._reloading.release()
         return swapped
 
+    @contextlib.contextmanager
+    def _loading(self, version):
+        """Status says LOADING for `version` meanwhile (read-modify-write is safe: only the reload thread writes)."""
+        self._state = replace(self._state, loading=version)
+        try:
+            yield
+        finally:
+            self._state = replace(self._state, loading=None)
+
     def _reload_once(self) -> bool:
         old = self.serving
         try:
             layout = scan(self.location)
         except (ModelCheckError, OSError) as error:
             return self._refused(str(error))
-        present = {*layout.models, *layout.broken}
-        failures = {v: error for v, error in self.failures.items() if v in present}  # kept until it loads
+        present = _all(layout)
+        failures = {v: error for v, error in self._state.failures.items() if v in present}  # kept until it loads
         failures.update(layout.broken)
         versions = {}
         for version in _wanted(layout) - set(layout.broken):
             current = old.versions.get(version)
             try:
                 path = layout.models[version]
+                # A second read of the file, and safe: the served hash is of the very bytes loaded (Predictor).
                 if current and current.predictor.info.sha256 == sha256_file(path):
                     versions[version] = current
                 else:
-                    versions[version] = self._load(path, version, reference=old.default_version)
+                    with self._loading(version):
+                        versions[version] = self._load(path, version, reference=old.default_version)
                 failures.pop(version, None)
             except ModelCheckError as error:
                 failures[version] = error
@@ -244,18 +267,17 @@ class ModelStore:
         if default not in versions:  # the old default keeps serving
             default = old.default
             versions.setdefault(default, old.default_version)
-        self.failures, self.versions = failures, tuple(sorted({*layout.models, *layout.broken}, key=int))
         new = Serving(versions, labels, default)
         wanted_failures = [error for version, error in failures.items() if version in _wanted(layout)]
         problems = [str(error) for error in (*layout.label_errors.values(), *wanted_failures)]
         for problem in problems:
             log.error("reload refused, still serving version %s: %s", default, problem)
-        if _same(new, old):
-            self.last_error = "; ".join(problems)
+        unchanged = _same(new, old)
+        self._state = State(old if unchanged else new, present, failures, "; ".join(problems))  # the swap
+        if unchanged:
             if problems:
                 self.on_swap("refused", new)
             return False
-        self.serving, self.last_error = new, "; ".join(problems)  # the swap: one reference assignment
         log.info("now serving versions %s, default %s, labels %s (was %s, default %s)",
                  ", ".join(sorted(versions, key=int)), default, labels or "none",
                  ", ".join(sorted(old.versions, key=int)), old.default)
@@ -263,7 +285,7 @@ class ModelStore:
         return True
 
     def _refused(self, reason: str) -> bool:
-        self.last_error = reason
+        self._state = replace(self._state, last_error=reason)
         log.error("reload refused, still serving version %s: %s", self.serving.default, reason)
         self.on_swap("refused", self.serving)
         return False
@@ -278,14 +300,15 @@ class ModelStore:
 
         Each served version also carries its `canary_accuracy`.
         """
-        serving, loading = self.serving, self.loading
-        states = {version: ("END", "OK", "") for version in self.versions}
-        for version, error in self.failures.items():
+        state = self._state  # one read: a reload swaps it whole
+        serving = state.serving
+        states = {version: ("END", "OK", "") for version in state.versions}
+        for version, error in state.failures.items():
             states[version] = ("END", error.code, str(error))
         for version in serving.versions:
             states[version] = ("AVAILABLE", "OK", "")
-        if loading and loading not in serving.versions:
-            states[loading] = ("LOADING", "OK", "")
+        if state.loading and state.loading not in serving.versions:
+            states[state.loading] = ("LOADING", "OK", "")
         listed = []
         for version, (state, code, message) in sorted(states.items(), key=lambda item: -int(item[0])):
             if only is None or version == only:
@@ -294,6 +317,11 @@ class ModelStore:
                     entry["canary_accuracy"] = serving.versions[version].canary_accuracy
                 listed.append(entry)
         return listed
+
+
+def _all(layout: Layout) -> tuple:
+    """Every version MODEL holds, broken ones too, in order."""
+    return tuple(sorted({*layout.models, *layout.broken}, key=int))
 
 
 def _wanted(layout: Layout) -> set:
