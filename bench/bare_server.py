@@ -48,9 +48,16 @@ def main():
     args = parser.parse_args()
     import waitress
 
-    waitress.serve(create_app(), host="127.0.0.1", port=args.port, threads=args.threads, ident="bare",
-                   connection_limit=SERVER["connection_limit"], channel_timeout=SERVER["channel_timeout"],
-                   max_request_body_size=2 * SERVER["max_body_bytes"])
+    waitress.serve(
+        create_app(),
+        host="127.0.0.1",
+        port=args.port,
+        threads=args.threads,
+        ident="bare",
+        connection_limit=SERVER["connection_limit"],
+        channel_timeout=SERVER["channel_timeout"],
+        max_request_body_size=2 * SERVER["max_body_bytes"],
+    )
 
 
 if __name__ == "__main__":

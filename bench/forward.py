@@ -65,7 +65,9 @@ def main():
         test_digits = to_model_input(data["x_test"][:1000])
     digits = test_digits[:16]
     print(f"bench: {os.cpu_count()} CPUs, {args.passes} passes a figure, model {args.model}\n")
-    print("| runtime | digits a pass | ms a pass, idle | CPU ms a digit, idle | ms a pass, one busy Python thread beside |")
+    print(
+        "| runtime | digits a pass | ms a pass, idle | CPU ms a digit, idle | ms a pass, one busy Python thread beside |"
+    )
     print("|---|--:|--:|--:|--:|")
     for name, forward in runtimes.items():
         for size in (1, 8, 16):
@@ -86,8 +88,10 @@ def main():
     for name, forward in others:
         probabilities = agree_on(forward, test_digits)
         same = int((probabilities.argmax(1) == reference.argmax(1)).sum())
-        print(f"\n{name} against tensorflow on {len(test_digits)} test digits: the same digit for {same}, "
-              f"largest difference in a probability {np.abs(probabilities - reference).max():.1e}")
+        print(
+            f"\n{name} against tensorflow on {len(test_digits)} test digits: the same digit for {same}, "
+            f"largest difference in a probability {np.abs(probabilities - reference).max():.1e}"
+        )
 
 
 def agree_on(forward, images, batch=64):

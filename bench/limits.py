@@ -82,8 +82,10 @@ def drain(process, port, idle=16, stalled=100):
     process.send_signal(signal.SIGTERM)
     code = process.wait(60)
     closed_cleanly = sum(connection.sock.recv(1) == b"" for connection in connections)
-    return (f"SIGTERM with {idle} idle keep-alive and {len(sockets)} stalled connections open: exit {code} "
-            f"{time.monotonic() - signalled:.2f} s later; {closed_cleanly}/{idle} keep-alive connections closed cleanly")
+    return (
+        f"SIGTERM with {idle} idle keep-alive and {len(sockets)} stalled connections open: exit {code} "
+        f"{time.monotonic() - signalled:.2f} s later; {closed_cleanly}/{idle} keep-alive connections closed cleanly"
+    )
 
 
 def parse_args(argv=None):
@@ -109,7 +111,9 @@ def main(argv=None) -> int:
     with tempfile.TemporaryDirectory() as tmp:
         process, _ = start_server("cnn-mnist", argv, port, os.path.join(tmp, "server.log"), 120)
         print(f"# {' '.join(argv[1:])}")
-        print("| stalled | GET /healthz worst of 5 | POST /predict worst of 5 | server RSS MB | server CPU s per s | server fds |")
+        print(
+            "| stalled | GET /healthz worst of 5 | POST /predict worst of 5 | server RSS MB | server CPU s per s | server fds |"
+        )
         print("|--:|--:|--:|--:|--:|--:|")
         for count in map(int, args.stalled.split(",")):
             sockets = stall(port, count)
@@ -120,15 +124,19 @@ def main(argv=None) -> int:
             health = worst_latency(port, "GET", "/healthz")
             predict = worst_latency(port, "POST", "/predict", body)
             shown = [f"{x * 1000:.0f} ms" if x is not None else "no answer in 10 s" for x in (health, predict)]
-            print(f"| {count} | {shown[0]} | {shown[1]} | {memory(process.pid)['VmRSS']:.0f} | {cpu:.3f} | "
-                  f"{len(os.listdir(f'/proc/{process.pid}/fd'))} |",
-                  flush=True)
+            print(
+                f"| {count} | {shown[0]} | {shown[1]} | {memory(process.pid)['VmRSS']:.0f} | {cpu:.3f} | "
+                f"{len(os.listdir(f'/proc/{process.pid}/fd'))} |",
+                flush=True,
+            )
             for sock in sockets:
                 sock.close()
             time.sleep(0.5)  # let the server notice the closes before the next count
         closed = seconds_until_closed(stall(port, 1)[0], args.close_wait)
-        print(f"# a stalled connection was closed by the server after "
-              f"{f'more than {args.close_wait:g} s' if closed is None else f'{closed:.1f} s'}")
+        print(
+            f"# a stalled connection was closed by the server after "
+            f"{f'more than {args.close_wait:g} s' if closed is None else f'{closed:.1f} s'}"
+        )
         print(f"# {drain(process, port)}")
     return 0
 

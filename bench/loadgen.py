@@ -17,6 +17,7 @@ HEADERS = {"Content-Type": "application/json"}
 
 # ---- the load generator (runs in spawned worker processes) -------------------------------------------
 
+
 def _client(port, bodies, first, t_start, t_measure, t_end, timeout, out):
     """One closed-loop client on one connection; keeps the answers completed inside [t_measure, t_end]."""
     conn = http.client.HTTPConnection(HOST, port, timeout=timeout)
@@ -49,8 +50,9 @@ def _worker(pipe):
         except (EOFError, TypeError):  # the bench is gone, or sent None
             return
         out = []
-        threads = [threading.Thread(target=_client, args=(port, bodies, first + 97 * k, *times, out))
-                   for k in range(clients)]
+        threads = [
+            threading.Thread(target=_client, args=(port, bodies, first + 97 * k, *times, out)) for k in range(clients)
+        ]
         for thread in threads:
             thread.start()
         for thread in threads:
@@ -93,6 +95,7 @@ class LoadGenerator:
 
 
 # ---- measuring the server process -----------------------------------------------------------------
+
 
 def cpu_seconds(pid):
     """User + system CPU time a process has used so far."""

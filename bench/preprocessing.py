@@ -55,8 +55,14 @@ def main():
     parser.add_argument("--model", help="a model.keras to measure the accuracy of")
     parser.add_argument("--count", type=int, default=2000, help="test digits to re-render")
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--pen", type=float, nargs=2, default=PEN_LEVELS, metavar=("THICK", "THIN"),
-                        help="range of the pen's outline level (0.5 draws about the digits' own stroke width)")
+    parser.add_argument(
+        "--pen",
+        type=float,
+        nargs=2,
+        default=PEN_LEVELS,
+        metavar=("THICK", "THIN"),
+        help="range of the pen's outline level (0.5 draws about the digits' own stroke width)",
+    )
     args = parser.parse_args()
 
     from cnn_mnist.core.preprocessing import mnist_like
@@ -75,8 +81,10 @@ def main():
         from cnn_mnist.serving.inference import Predictor
 
         predictor = Predictor(args.model, "bench")
-        print(f"{'accuracy (same digits)':32} {accuracy(predictor, digits[chosen], labels[chosen]):15.4f}"
-              f" {accuracy(predictor, redrawn, labels[chosen]):11.4f}")
+        print(
+            f"{'accuracy (same digits)':32} {accuracy(predictor, digits[chosen], labels[chosen]):15.4f}"
+            f" {accuracy(predictor, redrawn, labels[chosen]):11.4f}"
+        )
 
 
 if __name__ == "__main__":

@@ -30,8 +30,13 @@ def main() -> int:
     times, summary = [], ""
     for _ in range(args.repeats):
         start = time.monotonic()
-        proc = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-m", "not slow"],
-                              cwd=ROOT, env=env, capture_output=True, text=True)
+        proc = subprocess.run(
+            [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-m", "not slow"],
+            cwd=ROOT,
+            env=env,
+            capture_output=True,
+            text=True,
+        )
         times.append(time.monotonic() - start)
         summary = proc.stdout.strip().splitlines()[-1]
         if proc.returncode != 0:
@@ -40,8 +45,10 @@ def main() -> int:
     passed = re.search(r"(\d+) passed", summary)
     median = statistics.median(times)
     print(f"{datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC, {cpu_description()}")
-    print(f"make check: {passed.group(1) if passed else '?'} tests; wall {', '.join(f'{t:.1f}' for t in times)} s; "
-          f"median {median:.1f} s = {median / GOAL_S:.0%} of the {GOAL_S:.0f} s goal")
+    print(
+        f"make check: {passed.group(1) if passed else '?'} tests; wall {', '.join(f'{t:.1f}' for t in times)} s; "
+        f"median {median:.1f} s = {median / GOAL_S:.0%} of the {GOAL_S:.0f} s goal"
+    )
     return 0 if median <= GOAL_S else 1
 
 

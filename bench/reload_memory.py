@@ -112,8 +112,10 @@ def main() -> int:
             client.join()
         peak = sampler.overall["VmRSS"]
         sampler.stopped = True
-    print(f"cnn-mnist reload memory, {args.reloads} SIGHUP swaps between two versions, {args.clients} clients "
-          f"(ready in {ready:.1f} s; a reload took {min(seconds):.1f}-{max(seconds):.1f} s)")
+    print(
+        f"cnn-mnist reload memory, {args.reloads} SIGHUP swaps between two versions, {args.clients} clients "
+        f"(ready in {ready:.1f} s; a reload took {min(seconds):.1f}-{max(seconds):.1f} s)"
+    )
     print(f"{'after':>14} {'RSS MB':>8} {'vs fresh':>9}")
     print(f"{'fresh server':>14} {fresh:8.0f} {'1.00':>9}")
     for reload, rss in rows:

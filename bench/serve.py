@@ -53,6 +53,7 @@ _servers = []  # Popen objects to kill on the way out
 
 # ---- servers ----------------------------------------------------------------------------------------
 
+
 def free_port():
     with socket.socket() as sock:
         sock.bind((HOST, 0))
@@ -64,8 +65,9 @@ def start_server(name, argv, port, log_path, ready_timeout, checkout=ROOT):
     started = time.monotonic()
     with open(log_path, "wb") as log:
         env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", PYTHONUNBUFFERED="1", PYTHONPATH=checkout)
-        process = subprocess.Popen(argv, cwd=checkout, stdout=log, stderr=subprocess.STDOUT, env=env,
-                                   start_new_session=True)  # its own group: killed whole, spared our Ctrl-C
+        process = subprocess.Popen(
+            argv, cwd=checkout, stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True
+        )  # its own group: killed whole, spared our Ctrl-C
     _servers.append(process)
     while time.monotonic() - started < ready_timeout and process.poll() is None:
         try:
@@ -114,6 +116,7 @@ def check_answers(port, bodies, batch):
 
 # ---- the run ----------------------------------------------------------------------------------------
 
+
 def percentile(sorted_values, q):
     return sorted_values[min(len(sorted_values) - 1, int(q / 100 * len(sorted_values)))] if sorted_values else None
 
@@ -124,8 +127,13 @@ def bench_server(name, argv, args, bodies, generator, log_dir, checkout=ROOT):
     process, ready = start_server(name, argv + ["--port", str(port)], port, log_path, args.ready_timeout, checkout)
     sampler = RssSampler(process.pid)
     sampler.start()
-    result = {"server": name, "ready_s": ready, "idle_rss_mb": memory(process.pid),
-              "digits": check_answers(port, bodies, args.batch), "levels": []}
+    result = {
+        "server": name,
+        "ready_s": ready,
+        "idle_rss_mb": memory(process.pid),
+        "digits": check_answers(port, bodies, args.batch),
+        "levels": [],
+    }
     print(f"{name}: ready in {ready:.2f} s, idle RSS {result['idle_rss_mb']['VmRSS']:.0f} MB", flush=True)
     for clients in args.concurrency:
         sampler.take()
@@ -136,22 +144,31 @@ def bench_server(name, argv, args, bodies, generator, log_dir, checkout=ROOT):
         cpu, load_cpu = cpu_seconds(process.pid) - cpu, generator.cpu_seconds() - load_cpu
         idle = [after - before for after, before in zip(machine_idle(), idle)]
         latencies.sort()
-        level = {"clients": clients, "requests_per_s": len(latencies) / seconds,
-                 "predictions_per_s": len(latencies) * args.batch / seconds,
-                 "p50_ms": 1000 * (percentile(latencies, 50) or float("nan")),
-                 "p99_ms": 1000 * (percentile(latencies, 99) or float("nan")),
-                 "requests": len(latencies), "errors": len(errors), "error_samples": sorted(set(errors))[:3],
-                 "peak_rss_mb": sampler.take(), "server_cpu_percent": 100 * cpu / wall,
-                 "server_cpu_ms_per_request": 1000 * cpu / max(len(latencies) * wall / seconds, 1),
-                 "machine_idle_percent": 100 * idle[0] / max(idle[1], 1e-9),
-                 "anon_mb_first_last": (anon_first, anon_last),
-                 "load_generator_cpu_percent": 100 * load_cpu / wall}
+        level = {
+            "clients": clients,
+            "requests_per_s": len(latencies) / seconds,
+            "predictions_per_s": len(latencies) * args.batch / seconds,
+            "p50_ms": 1000 * (percentile(latencies, 50) or float("nan")),
+            "p99_ms": 1000 * (percentile(latencies, 99) or float("nan")),
+            "requests": len(latencies),
+            "errors": len(errors),
+            "error_samples": sorted(set(errors))[:3],
+            "peak_rss_mb": sampler.take(),
+            "server_cpu_percent": 100 * cpu / wall,
+            "server_cpu_ms_per_request": 1000 * cpu / max(len(latencies) * wall / seconds, 1),
+            "machine_idle_percent": 100 * idle[0] / max(idle[1], 1e-9),
+            "anon_mb_first_last": (anon_first, anon_last),
+            "load_generator_cpu_percent": 100 * load_cpu / wall,
+        }
         result["levels"].append(level)
-        print(f"  {clients:>3} clients: {level['predictions_per_s']:8.1f} predictions/s, p50 {level['p50_ms']:.1f} ms, "
-              f"p99 {level['p99_ms']:.1f} ms, errors {len(errors)}; CPU: server {level['server_cpu_percent']:.0f}% "
-              f"({level['server_cpu_ms_per_request']:.2f} ms a request), load generator "
-              f"{level['load_generator_cpu_percent']:.0f}%, machine idle {level['machine_idle_percent']:.0f}% "
-              f"{level['error_samples'][:1]}", flush=True)
+        print(
+            f"  {clients:>3} clients: {level['predictions_per_s']:8.1f} predictions/s, p50 {level['p50_ms']:.1f} ms, "
+            f"p99 {level['p99_ms']:.1f} ms, errors {len(errors)}; CPU: server {level['server_cpu_percent']:.0f}% "
+            f"({level['server_cpu_ms_per_request']:.2f} ms a request), load generator "
+            f"{level['load_generator_cpu_percent']:.0f}%, machine idle {level['machine_idle_percent']:.0f}% "
+            f"{level['error_samples'][:1]}",
+            flush=True,
+        )
     sampler.stopped = True
     result["peak_rss_mb"] = sampler.overall or result["idle_rss_mb"]
     stop_servers()
@@ -163,43 +180,58 @@ def _growth(first, last):
 
 
 def report(results, labels):
-    lines = [("| server | clients | requests/s | predictions/s | p50 ms | p99 ms | errors | peak RSS MB (anon) "
-              "| anon MB first → last | server CPU % | server CPU ms a request | machine idle % |"),
-             "|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|"]
+    lines = [
+        (
+            "| server | clients | requests/s | predictions/s | p50 ms | p99 ms | errors | peak RSS MB (anon) "
+            "| anon MB first → last | server CPU % | server CPU ms a request | machine idle % |"
+        ),
+        "|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|",
+    ]
     for r in results:
         for lv in r["levels"]:
             rss = lv["peak_rss_mb"]
-            lines.append(f"| {r['server']} | {lv['clients']} | {lv['requests_per_s']:.1f} | {lv['predictions_per_s']:.1f} "
-                         f"| {lv['p50_ms']:.1f} | {lv['p99_ms']:.1f} | {lv['errors']} | {rss['VmRSS']:.0f} "
-                         f"({rss['RssAnon']:.0f}) | {_growth(*lv['anon_mb_first_last'])} | {lv['server_cpu_percent']:.0f} "
-                         f"| {lv['server_cpu_ms_per_request']:.2f} | {lv['machine_idle_percent']:.0f} |")
+            lines.append(
+                f"| {r['server']} | {lv['clients']} | {lv['requests_per_s']:.1f} | {lv['predictions_per_s']:.1f} "
+                f"| {lv['p50_ms']:.1f} | {lv['p99_ms']:.1f} | {lv['errors']} | {rss['VmRSS']:.0f} "
+                f"({rss['RssAnon']:.0f}) | {_growth(*lv['anon_mb_first_last'])} | {lv['server_cpu_percent']:.0f} "
+                f"| {lv['server_cpu_ms_per_request']:.2f} | {lv['machine_idle_percent']:.0f} |"
+            )
     lines.append("")
     by_name = {r["server"].split()[0]: r for r in results}
     ours = by_name.get("cnn-mnist")
-    comparisons = (("cnn-mnist", "bare", "share of the bare endpoint"),
-                   ("cnn-mnist", "naive", "speed-up over the naive server"),
-                   ("cnn-mnist", "baseline", "throughput against the --compare checkout"),
-                   ("free-forward", "bare", "free-forward cnn-mnist's share of the bare endpoint"),
-                   ("litert", "bare", "LiteRT cnn-mnist's share of the bare endpoint"))
+    comparisons = (
+        ("cnn-mnist", "bare", "share of the bare endpoint"),
+        ("cnn-mnist", "naive", "speed-up over the naive server"),
+        ("cnn-mnist", "baseline", "throughput against the --compare checkout"),
+        ("free-forward", "bare", "free-forward cnn-mnist's share of the bare endpoint"),
+        ("litert", "bare", "LiteRT cnn-mnist's share of the bare endpoint"),
+    )
     for subject, reference, label in comparisons:
         if subject in by_name and reference in by_name:
             for lv, ref in zip(by_name[subject]["levels"], by_name[reference]["levels"]):
                 ratio = lv["requests_per_s"] / max(ref["requests_per_s"], 1e-9)
-                lines.append(f"{label} at {lv['clients']} clients: "
-                             + (f"{ratio:.0f}x" if reference == "naive" else f"{ratio:.0%}"))
-    lines.append("ready (process start to first 200 from /readyz): "
-                 + ", ".join(f"{r['server']} {r['ready_s']:.2f} s" for r in results))
+                lines.append(
+                    f"{label} at {lv['clients']} clients: "
+                    + (f"{ratio:.0f}x" if reference == "naive" else f"{ratio:.0%}")
+                )
+    lines.append(
+        "ready (process start to first 200 from /readyz): "
+        + ", ".join(f"{r['server']} {r['ready_s']:.2f} s" for r in results)
+    )
     for r in results:
         peak, digits = r["peak_rss_mb"], r["digits"]
         accuracy = sum(d == int(y) for d, y in zip(digits, labels)) / len(digits)
         unchecked = r is by_name.get("bare") or r is by_name.get("free-forward")  # constant answers
         checked = "" if unchecked else f"; {accuracy:.0%} of the {len(digits)} checked digits right"
-        lines.append(f"peak RSS {r['server']}: {peak['VmRSS']:.0f} MB = {peak['RssAnon']:.0f} MB anon + "
-                     f"{peak['RssFile']:.0f} MB file-backed + {peak['RssShmem']:.0f} MB shmem{checked}")
+        lines.append(
+            f"peak RSS {r['server']}: {peak['VmRSS']:.0f} MB = {peak['RssAnon']:.0f} MB anon + "
+            f"{peak['RssFile']:.0f} MB file-backed + {peak['RssShmem']:.0f} MB shmem{checked}"
+        )
     if ours and "naive" in by_name:
         same = sum(a == b for a, b in zip(ours["digits"], by_name["naive"]["digits"]))
-        lines.append(f"cnn-mnist and the naive server answered the same digit for {same}/{len(ours['digits'])} "
-                     "checked images")
+        lines.append(
+            f"cnn-mnist and the naive server answered the same digit for {same}/{len(ours['digits'])} checked images"
+        )
     return "\n".join(lines)
 
 
@@ -214,12 +246,24 @@ def parse_args(argv=None):
     add("--batch", type=int, default=1, help="images per request (default 1); predictions = requests x batch")
     add("--skip-naive", action="store_true", help="leave out the naive server")
     add("--skip-bare", action="store_true", help="leave out the bare Flask + waitress endpoint")
-    add("--free-forward", action="store_true", help="also measure cnn-mnist with a forward pass that costs nothing "
-        "(bench/free_forward_server.py): what the app allows before the model's arithmetic")
-    add("--litert", action="store_true", help="also measure cnn-mnist with its forward pass run by LiteRT's "
-        "interpreter (bench/litert_server.py; needs pip install ai-edge-litert)")
-    add("--compare", metavar="CHECKOUT", help="also measure the cnn-mnist of another checkout (e.g. a git worktree "
-        "of an older commit) in the same run, with the same flags")
+    add(
+        "--free-forward",
+        action="store_true",
+        help="also measure cnn-mnist with a forward pass that costs nothing "
+        "(bench/free_forward_server.py): what the app allows before the model's arithmetic",
+    )
+    add(
+        "--litert",
+        action="store_true",
+        help="also measure cnn-mnist with its forward pass run by LiteRT's "
+        "interpreter (bench/litert_server.py; needs pip install ai-edge-litert)",
+    )
+    add(
+        "--compare",
+        metavar="CHECKOUT",
+        help="also measure the cnn-mnist of another checkout (e.g. a git worktree "
+        "of an older commit) in the same run, with the same flags",
+    )
     add("--threads", type=int, help="waitress threads for cnn-mnist and the bare endpoint (default: cnn-mnist's)")
     add("--json", metavar="OUT", help="write the results here")
     add("--processes", type=int, default=2, help="load-generator processes (default 2)")
@@ -254,47 +298,112 @@ def main(argv=None) -> int:
             if not model:
                 model = os.path.join(tmp, "model")
                 print("bench: no --model; training a quick one (1 epoch, 2000 digits)", flush=True)
-                subprocess.run([sys.executable, "-m", "cnn_mnist.training.cli", "--dataset", args.dataset, "--epochs",
-                                "1", "--train-samples", "2000", "--output", model],
-                               cwd=ROOT, check=True, stdout=subprocess.DEVNULL, timeout=900)
+                subprocess.run(
+                    [
+                        sys.executable,
+                        "-m",
+                        "cnn_mnist.training.cli",
+                        "--dataset",
+                        args.dataset,
+                        "--epochs",
+                        "1",
+                        "--train-samples",
+                        "2000",
+                        "--output",
+                        model,
+                    ],
+                    cwd=ROOT,
+                    check=True,
+                    stdout=subprocess.DEVNULL,
+                    timeout=900,
+                )
             with np.load(args.dataset) as data:
                 images, labels = data["x_test"][:1024], data["y_test"][:1024]
             groups = [images[i : i + args.batch] for i in range(0, len(images) - args.batch + 1, args.batch)]
             bodies = [json.dumps({"pixels": (g[0] if args.batch == 1 else g).tolist()}).encode() for g in groups]
-            print(f"bench: {os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.2f}; {args.seconds:g} s a level "
-                  f"after {args.warmup:g} s warm-up; {args.batch} image(s) a request", flush=True)
+            print(
+                f"bench: {os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.2f}; {args.seconds:g} s a level "
+                f"after {args.warmup:g} s warm-up; {args.batch} image(s) a request",
+                flush=True,
+            )
             threads = ["--threads", str(args.threads)] if args.threads else []
-            flags = (["--model", model, *threads] + (["--backend", args.backend] if args.backend else [])
-                     + shlex.split(args.server_args))  # cnn-mnist's, for it and the variants of it below
+            flags = (
+                ["--model", model, *threads]
+                + (["--backend", args.backend] if args.backend else [])
+                + shlex.split(args.server_args)
+            )  # cnn-mnist's, for it and the variants of it below
             ours = [sys.executable, "-m", "cnn_mnist.serving.cli", *flags]
             servers = [(f"cnn-mnist ({args.backend or 'default backend'})", ours, ROOT)]
             if args.compare:
-                servers.append((f"baseline cnn-mnist ({os.path.abspath(args.compare)})", ours,
-                                os.path.abspath(args.compare)))
+                servers.append(
+                    (f"baseline cnn-mnist ({os.path.abspath(args.compare)})", ours, os.path.abspath(args.compare))
+                )
             if args.free_forward:
-                servers.append(("free-forward cnn-mnist (its forward pass replaced by a constant)",
-                                [sys.executable, os.path.join(ROOT, "bench", "free_forward_server.py"), *flags,
-                                 "--min-accuracy", "0"], ROOT))
+                servers.append(
+                    (
+                        "free-forward cnn-mnist (its forward pass replaced by a constant)",
+                        [
+                            sys.executable,
+                            os.path.join(ROOT, "bench", "free_forward_server.py"),
+                            *flags,
+                            "--min-accuracy",
+                            "0",
+                        ],
+                        ROOT,
+                    )
+                )
             if args.litert:
-                servers.append(("litert cnn-mnist (its forward pass run by LiteRT's interpreter)",
-                                [sys.executable, os.path.join(ROOT, "bench", "litert_server.py"), *flags,
-                                 "--backend", "tensorflow"], ROOT))
+                servers.append(
+                    (
+                        "litert cnn-mnist (its forward pass run by LiteRT's interpreter)",
+                        [
+                            sys.executable,
+                            os.path.join(ROOT, "bench", "litert_server.py"),
+                            *flags,
+                            "--backend",
+                            "tensorflow",
+                        ],
+                        ROOT,
+                    )
+                )
             if not args.skip_bare:
-                servers.insert(0, ("bare Flask + waitress (parses the body, answers a constant)",
-                                   [sys.executable, os.path.join(ROOT, "bench", "bare_server.py"), *threads], ROOT))
+                servers.insert(
+                    0,
+                    (
+                        "bare Flask + waitress (parses the body, answers a constant)",
+                        [sys.executable, os.path.join(ROOT, "bench", "bare_server.py"), *threads],
+                        ROOT,
+                    ),
+                )
             if not args.skip_naive:
-                servers.append(("naive (Flask + model.predict)", [sys.executable, os.path.join(ROOT, "bench",
-                                "naive_server.py"), "--model", model, "--backend", "tensorflow"], ROOT))
-            results = [bench_server(name, argv, args, bodies, generator, tmp, checkout)
-                       for name, argv, checkout in servers]
+                servers.append(
+                    (
+                        "naive (Flask + model.predict)",
+                        [
+                            sys.executable,
+                            os.path.join(ROOT, "bench", "naive_server.py"),
+                            "--model",
+                            model,
+                            "--backend",
+                            "tensorflow",
+                        ],
+                        ROOT,
+                    )
+                )
+            results = [
+                bench_server(name, argv, args, bodies, generator, tmp, checkout) for name, argv, checkout in servers
+            ]
         finally:
             generator.close()  # first, so that a server told to drain is not kept busy by our clients
             stop_servers()
     print("\n" + report(results, labels))
     if args.json:
         with open(args.json, "w") as stream:
-            json.dump({"args": vars(args), "cpus": os.cpu_count(), "load_average": os.getloadavg(),
-                       "results": results}, stream, indent=1)
+            json.dump(
+                {"args": vars(args), "cpus": os.cpu_count(), "load_average": os.getloadavg(), "results": results},
+                stream,
+                indent=1,
+            )
     return 0
 
 

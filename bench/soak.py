@@ -38,8 +38,14 @@ def requests_to_send(digits):
     Image.fromarray(digits[0]).save(png, "PNG")
     png = png.getvalue()
     boundary = "soakboundary"
-    multipart = (f"--{boundary}\r\nContent-Disposition: form-data; name=\"image\"; filename=\"d.png\"\r\n"
-                 f"Content-Type: image/png\r\n\r\n").encode() + png + f"\r\n--{boundary}--\r\n".encode()
+    multipart = (
+        (
+            f'--{boundary}\r\nContent-Disposition: form-data; name="image"; filename="d.png"\r\n'
+            f"Content-Type: image/png\r\n\r\n"
+        ).encode()
+        + png
+        + f"\r\n--{boundary}--\r\n".encode()
+    )
     pixels = json.dumps({"pixels": digits[1].tolist()})
     batch = json.dumps({"pixels": digits[:8].tolist()})
     instances = json.dumps({"instances": (digits[:4, ..., None] / 255).round(4).tolist()})
@@ -83,8 +89,10 @@ def _client(port, kinds, first, t_end, counts, errors):
 
 def _worker(port, kinds, threads, offset, t_end, queue):
     counts, errors = collections.Counter(), []
-    clients = [threading.Thread(target=_client, args=(port, kinds, offset + 7 * k, t_end, counts, errors))
-               for k in range(threads)]
+    clients = [
+        threading.Thread(target=_client, args=(port, kinds, offset + 7 * k, t_end, counts, errors))
+        for k in range(threads)
+    ]
     for client in clients:
         client.start()
     for client in clients:
@@ -114,9 +122,14 @@ def main(argv=None) -> int:
         started = time.monotonic()
         t_end = started + args.minutes * 60
         queue = context.Queue()
-        workers = [context.Process(target=_worker, daemon=True, args=(
-            port, kinds, args.clients // PROCESSES + (n < args.clients % PROCESSES), 1000 * n, t_end, queue))
-            for n in range(PROCESSES)]
+        workers = [
+            context.Process(
+                target=_worker,
+                daemon=True,
+                args=(port, kinds, args.clients // PROCESSES + (n < args.clients % PROCESSES), 1000 * n, t_end, queue),
+            )
+            for n in range(PROCESSES)
+        ]
         for worker in workers:
             worker.start()
         samples = [(0.0, memory(process.pid)["VmRSS"])]
@@ -126,8 +139,10 @@ def main(argv=None) -> int:
         results = [queue.get(timeout=120) for _ in workers]
     counts = sum((c for c, _ in results), collections.Counter())
     errors = [e for _, errs in results for e in errs]
-    print(f"# {args.clients} clients, {args.minutes:g} min, {sum(counts.values())} requests, "
-          f"{sum(counts.values()) / (args.minutes * 60):.0f}/s; errors: {len(errors)}")
+    print(
+        f"# {args.clients} clients, {args.minutes:g} min, {sum(counts.values())} requests, "
+        f"{sum(counts.values()) / (args.minutes * 60):.0f}/s; errors: {len(errors)}"
+    )
     print("| request | sent | expected status |")
     print("|---|--:|--:|")
     for name, *_, expected in kinds:
@@ -135,8 +150,10 @@ def main(argv=None) -> int:
     print("# RSS MB over time: " + ", ".join(f"{t:.0f}s {rss:.0f}" for t, rss in samples))
     warm = [rss for t, rss in samples if t >= 30]  # after the first forward passes and allocator warm-up
     if warm:
-        print(f"# RSS after 30 s: min {min(warm):.0f}, max {max(warm):.0f}, last {warm[-1]:.0f} MB "
-              f"(growth {warm[-1] - warm[0]:+.0f} MB)")
+        print(
+            f"# RSS after 30 s: min {min(warm):.0f}, max {max(warm):.0f}, last {warm[-1]:.0f} MB "
+            f"(growth {warm[-1] - warm[0]:+.0f} MB)"
+        )
     for error in collections.Counter(errors).most_common(10):
         print(f"# error x{error[1]}: {error[0]}")
     return 1 if errors else 0

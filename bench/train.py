@@ -69,8 +69,14 @@ def measure(name, backend, overrides, args) -> dict:
         rates.append(json.loads(result.stdout.strip().splitlines()[-1])["samples_per_s"])
     rate = statistics.median(rates)
     gflops = rate * FLOP_PER_SAMPLE / 1e9
-    return {"name": name, "backend": backend, "samples_per_s": rate, "runs": rates, "gflops": gflops,
-            "peak_share": gflops / args.peak_gflops}
+    return {
+        "name": name,
+        "backend": backend,
+        "samples_per_s": rate,
+        "runs": rates,
+        "gflops": gflops,
+        "peak_share": gflops / args.peak_gflops,
+    }
 
 
 def cpu_description() -> str:
@@ -89,16 +95,22 @@ def main():
     parser.add_argument("--samples", type=int, default=10000, help="training digits per epoch")
     parser.add_argument("--epochs", type=int, default=3, help="epochs per run; the first is not counted")
     parser.add_argument("--repeats", type=int, default=3, help="runs per setting, each in a fresh process")
-    parser.add_argument("--peak-gflops", type=float, default=320.0,
-                        help="the machine's fp32 peak (default: 2 cores x 160 GFLOP/s, as the issue states)")
+    parser.add_argument(
+        "--peak-gflops",
+        type=float,
+        default=320.0,
+        help="the machine's fp32 peak (default: 2 cores x 160 GFLOP/s, as the issue states)",
+    )
     parser.add_argument("--json", help="also write the results here")
     args = parser.parse_args()
 
     runs = [("shipped", backend, {}) for backend in args.backends.split(",")]
     if args.variants:
         runs += [(name, "tensorflow", overrides) for name, overrides in VARIANTS[1:]]
-    print(f"# training throughput: {args.samples} samples/epoch, median of epochs 2..{args.epochs}, "
-          f"median of {args.repeats} runs; {cpu_description()}")
+    print(
+        f"# training throughput: {args.samples} samples/epoch, median of epochs 2..{args.epochs}, "
+        f"median of {args.repeats} runs; {cpu_description()}"
+    )
     print(f"| backend | settings | samples/s (median) | runs | GFLOP/s | % of {args.peak_gflops:.0f} GFLOP/s |")
     print("|---|---|---:|---|---:|---:|")
     results = []
@@ -106,8 +118,11 @@ def main():
         row = measure(name, backend, overrides, args)
         results.append(row)
         runs_text = ", ".join(f"{rate:,.0f}" for rate in row["runs"])
-        print(f"| {backend} | {name} | {row['samples_per_s']:,.0f} | {runs_text} | {row['gflops']:.0f} "
-              f"| {100 * row['peak_share']:.0f} % |", flush=True)
+        print(
+            f"| {backend} | {name} | {row['samples_per_s']:,.0f} | {runs_text} | {row['gflops']:.0f} "
+            f"| {100 * row['peak_share']:.0f} % |",
+            flush=True,
+        )
     if args.json:
         with open(args.json, "w") as stream:
             json.dump(results, stream, indent=2)

@@ -50,8 +50,9 @@ def exercise(port, count):
     conn = http.client.HTTPConnection(HOST, port, timeout=60)
     for version in range(1, count + 1):
         for _ in range(10):
-            conn.request("POST", f"/v1/models/cnn-mnist/versions/{version}:predict", body,
-                         {"Content-Type": "application/json"})
+            conn.request(
+                "POST", f"/v1/models/cnn-mnist/versions/{version}:predict", body, {"Content-Type": "application/json"}
+            )
             response = conn.getresponse()
             response.read()
             assert response.status == 200, (version, response.status)
@@ -87,8 +88,10 @@ def main() -> int:
     if len(rows) > 1:
         slope = (rows[-1][1]["VmRSS"] - rows[0][1]["VmRSS"]) / (len(rows) - 1)
         print(f"mean cost of one more version: {slope:.0f} MB")
-    print(f"canary scoring (1,000 digits) of {len(timings)} loads: "
-          f"{min(timings):.2f}-{max(timings):.2f} s, median {sorted(timings)[len(timings) // 2]:.2f} s")
+    print(
+        f"canary scoring (1,000 digits) of {len(timings)} loads: "
+        f"{min(timings):.2f}-{max(timings):.2f} s, median {sorted(timings)[len(timings) // 2]:.2f} s"
+    )
     return 0
 
 

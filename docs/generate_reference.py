@@ -62,9 +62,23 @@ def module_options() -> list[dict]:
     if exe is None:
         sys.exit(f"{SCRIPT}: nix-instantiate not found: install Nix (`apt-get install nix-bin`)")
     proc = subprocess.run(
-        [exe, "--store", "dummy://", "--eval", "--strict", "--json", OPTIONS_NIX,
-         "--argstr", "nixpkgsLib", str(nixpkgs_lib())],
-        cwd=ROOT, env=dict(os.environ, NIX_PATH=""), capture_output=True, text=True, timeout=300,
+        [
+            exe,
+            "--store",
+            "dummy://",
+            "--eval",
+            "--strict",
+            "--json",
+            OPTIONS_NIX,
+            "--argstr",
+            "nixpkgsLib",
+            str(nixpkgs_lib()),
+        ],
+        cwd=ROOT,
+        env=dict(os.environ, NIX_PATH=""),
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
     if proc.returncode != 0:
         sys.exit(f"{SCRIPT}: evaluating {OPTIONS_NIX} failed:\n{proc.stderr}")
@@ -230,9 +244,14 @@ def cli_section(command: str, module_name: str) -> list[str]:
     lines = [f"## `{command}`", "", f"Built by `{module_name}`.", ""]
     if parser.description:
         lines += [" ".join(parser.description.split()), ""]
-    lines += ["```", usage, "```", "",
-              "| Flag | Argument | Default | Environment variable | Help |",
-              "| --- | --- | --- | --- | --- |"]
+    lines += [
+        "```",
+        usage,
+        "```",
+        "",
+        "| Flag | Argument | Default | Environment variable | Help |",
+        "| --- | --- | --- | --- | --- |",
+    ]
     for action in parser._actions:
         if action.help is argparse.SUPPRESS:
             continue
@@ -264,8 +283,9 @@ def cell(text: str) -> str:
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog=SCRIPT, description=__doc__.splitlines()[0])
-    parser.add_argument("--output", type=Path, default=OUTPUT,
-                        help=f"directory to write (default: {OUTPUT.relative_to(ROOT)})")
+    parser.add_argument(
+        "--output", type=Path, default=OUTPUT, help=f"directory to write (default: {OUTPUT.relative_to(ROOT)})"
+    )
     args = parser.parse_args(argv)
     if str(ROOT) not in sys.path:
         sys.path.insert(0, str(ROOT))

@@ -34,4 +34,3 @@ def canvas_drawing(digit: np.ndarray, rng: np.random.Generator, pen_levels=PEN_L
         return Image.fromarray(rgba.round().astype(np.uint8), "RGBA")
     rgb = 255 + alpha[..., np.newaxis] * (colour - 255)  # dark ink composited onto white
     return Image.fromarray(rgb.round().astype(np.uint8), "RGB")
-

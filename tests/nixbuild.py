@@ -45,7 +45,9 @@ SANDBOX_HOME = "/homeless-shelter"
 
 class PhaseFailed(AssertionError):
     def __init__(self, phase: str, proc: subprocess.CompletedProcess[str]):
-        super().__init__(f"{phase} failed with exit status {proc.returncode}:\n{proc.stdout[-6000:]}\n{proc.stderr[-6000:]}")
+        super().__init__(
+            f"{phase} failed with exit status {proc.returncode}:\n{proc.stdout[-6000:]}\n{proc.stderr[-6000:]}"
+        )
         self.phase, self.proc = phase, proc
 
 
@@ -125,9 +127,26 @@ def in_local_store(text: str, store: Path) -> str:
 
 def evaluate(root: Path, store: Path, attr: str, *args: str):
     proc = subprocess.run(
-        [nix_instantiate(), "--read-write-mode", "--store", f"local?root={store}", "--eval", "--strict", "--json",
-         str(root / "tests" / "nix" / "build-eval.nix"), "--argstr", "nixpkgsLib", nixpkgs_lib(), *args, "-A", attr],
-        capture_output=True, text=True, timeout=300, env=dict(os.environ, NIX_PATH=""),
+        [
+            nix_instantiate(),
+            "--read-write-mode",
+            "--store",
+            f"local?root={store}",
+            "--eval",
+            "--strict",
+            "--json",
+            str(root / "tests" / "nix" / "build-eval.nix"),
+            "--argstr",
+            "nixpkgsLib",
+            nixpkgs_lib(),
+            *args,
+            "-A",
+            attr,
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env=dict(os.environ, NIX_PATH=""),
     )
     assert proc.returncode == 0, proc.stderr
     return json.loads(proc.stdout)
@@ -168,8 +187,16 @@ class Sandbox:
         self.tmp = top / "tmp"
         self.tmp.mkdir(parents=True)
 
-    def run(self, phase: str, script: str, *, path: list[Path], cwd: Path, env: dict[str, str] | None = None,
-            timeout: float = 900) -> subprocess.CompletedProcess[str]:
+    def run(
+        self,
+        phase: str,
+        script: str,
+        *,
+        path: list[Path],
+        cwd: Path,
+        env: dict[str, str] | None = None,
+        timeout: float = 900,
+    ) -> subprocess.CompletedProcess[str]:
         """`script` in bash, with no network but loopback, programs hidden and the environment emptied."""
         hidden = "|".join(f"{name}|{name}-*" for name in HIDDEN_PROGRAMS)
         setup = f"""set -eu
@@ -185,9 +212,11 @@ for program in "$real"/*; do
 done
 "$real"/ln -s -t /usr/bin "${{keep[@]}}"
 cd {shlex.quote(str(cwd))}
-exec env -i {' '.join(shlex.quote(f'{k}={v}') for k, v in self.environment(path, env).items())} bash -euo pipefail -c {shlex.quote(script)}
+exec env -i {" ".join(shlex.quote(f"{k}={v}") for k, v in self.environment(path, env).items())} bash -euo pipefail -c {shlex.quote(script)}
 """
-        unshare = ["unshare", "--mount", "--net"] if os.geteuid() == 0 else ["unshare", "--map-root-user", "--mount", "--net"]
+        unshare = (
+            ["unshare", "--mount", "--net"] if os.geteuid() == 0 else ["unshare", "--map-root-user", "--mount", "--net"]
+        )
         proc = subprocess.run([*unshare, "bash", "-c", setup], capture_output=True, text=True, timeout=timeout)
         if proc.returncode != 0:
             raise PhaseFailed(phase, proc)
@@ -231,8 +260,10 @@ def build_python_package(recipe: dict, store: Path, top: Path, *, check: bool = 
 
     build_env = make_env(top / "build-env", recipe["build-system"], tools=BUILD_TOOL)
     logs["build"] = sandbox.run(
-        "pypaBuildPhase", "python -m build --no-isolation --outdir dist/ --wheel .",
-        path=[build_env / "bin"], cwd=source,
+        "pypaBuildPhase",
+        "python -m build --no-isolation --outdir dist/ --wheel .",
+        path=[build_env / "bin"],
+        cwd=source,
     )
     wheels = sorted((source / "dist").glob("*.whl"))
     assert len(wheels) == 1, wheels
@@ -240,9 +271,22 @@ def build_python_package(recipe: dict, store: Path, top: Path, *, check: bool = 
     inputs = recipe["dependencies"] + (recipe["nativeCheckInputs"] if check and recipe["doCheck"] else [])
     env = make_env(top / "out", inputs)
     installed = subprocess.run(
-        [sys.executable, "-m", "pip", "--python", str(env / "bin" / "python"), "install", "--quiet", "--no-deps",
-         "--no-index", "--no-compile", "--disable-pip-version-check", str(wheels[0])],
-        capture_output=True, text=True,
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "--python",
+            str(env / "bin" / "python"),
+            "install",
+            "--quiet",
+            "--no-deps",
+            "--no-index",
+            "--no-compile",
+            "--disable-pip-version-check",
+            str(wheels[0]),
+        ],
+        capture_output=True,
+        text=True,
     )
     if installed.returncode != 0:
         raise PhaseFailed("pypaInstallPhase", installed)
@@ -257,13 +301,18 @@ def build_python_package(recipe: dict, store: Path, top: Path, *, check: bool = 
         logs["imports"] = sandbox.run(
             "pythonImportsCheck",
             f"cd {shlex.quote(str(env))} && python -c 'import importlib, sys; [importlib.import_module(m) for m in sys.argv[1:]]' {modules}",
-            path=[env / "bin"], cwd=source, env=recipe["env"],
+            path=[env / "bin"],
+            cwd=source,
+            env=recipe["env"],
         )
     if check and recipe["doCheck"]:
         flags = " ".join(map(shlex.quote, pytest_flags(recipe)))
         logs["check"] = sandbox.run(
-            "pytestCheckPhase", f"{recipe['preCheck']}\npython {flags}",
-            path=[bin_dir, env / "bin"], cwd=source, env=recipe["env"],
+            "pytestCheckPhase",
+            f"{recipe['preCheck']}\npython {flags}",
+            path=[bin_dir, env / "bin"],
+            cwd=source,
+            env=recipe["env"],
         )
     return {"wheel": wheels[0], "env": env, "bin": bin_dir, "source": source, "logs": logs, "sandbox": sandbox}
 
@@ -291,8 +340,10 @@ def check_runtime_dependencies(wheel: Path, env: Path) -> None:
     with zipfile.ZipFile(wheel) as archive:
         name = next(n for n in archive.namelist() if n.endswith(".dist-info/METADATA"))
         metadata = email.parser.Parser().parsestr(archive.read(name).decode())
-    installed = {canonicalize_name(d.metadata["Name"]): d.version
-                 for d in importlib.metadata.distributions(path=[str(site_packages(env))])}
+    installed = {
+        canonicalize_name(d.metadata["Name"]): d.version
+        for d in importlib.metadata.distributions(path=[str(site_packages(env))])
+    }
     problems = []
     for line in metadata.get_all("Requires-Dist") or []:
         requirement = Requirement(line)

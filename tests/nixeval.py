@@ -12,11 +12,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 HARNESS = ROOT / "tests" / "nix"
-NIX_FILES = sorted(
-    p
-    for p in [*ROOT.glob("*.nix"), *ROOT.glob("nix/**/*.nix"), *HARNESS.glob("*.nix")]
-    if p.is_file()
-)
+NIX_FILES = sorted(p for p in [*ROOT.glob("*.nix"), *ROOT.glob("nix/**/*.nix"), *HARNESS.glob("*.nix")] if p.is_file())
 # nixpkgs' lib/, provided beside the project as it is for CI (../shared/nixpkgs-lib/PROVENANCE.md);
 # NIXPKGS_LIB (a nixpkgs checkout or its lib/) overrides it.
 DEFAULT_NIXPKGS_LIB = ROOT.parent / "shared" / "nixpkgs-lib" / "lib"
@@ -41,8 +37,7 @@ def nix_instantiate() -> str:
     exe = shutil.which("nix-instantiate")
     if exe is None:
         pytest.fail(
-            "nix-instantiate not found: install Nix (`apt-get install nix-bin`, "
-            "which `make` does when it is missing)",
+            "nix-instantiate not found: install Nix (`apt-get install nix-bin`, which `make` does when it is missing)",
             pytrace=False,
         )
     return exe

@@ -231,9 +231,15 @@ def test_a_live_runs_staging_is_kept_and_a_killed_runs_removed_by_the_next_run(t
     assert staging_siblings(output) == [staging]  # SIGKILL cannot clean up; the next run must
 
     result = subprocess.run(
-        [*map(str, [*TRAIN, "--dataset", DATASET, "--epochs", 1, "--train-samples", 256, "--test-samples", 64]),
-         "--output", str(output)],
-        capture_output=True, text=True, cwd=ROOT, timeout=300,
+        [
+            *map(str, [*TRAIN, "--dataset", DATASET, "--epochs", 1, "--train-samples", 256, "--test-samples", 64]),
+            "--output",
+            str(output),
+        ],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=300,
     )
     assert result.returncode == 0, result.stderr
     assert f"removed {tmp_path / staging}, left by a run that was killed\n" in result.stdout

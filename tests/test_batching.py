@@ -204,8 +204,10 @@ def test_requests_for_other_predictors_share_the_wait_but_not_the_pass():
     assert default.entered.wait(10)
     results = {}
     calls = [("a", digits(1), default), ("b", digits(2), pinned), ("c", digits(3), default), ("d", digits(4), pinned)]
-    threads = [threading.Thread(target=lambda k=k, x=x, p=p: results.__setitem__(k, batcher.predict(x, p, 10)))
-               for k, x, p in calls]
+    threads = [
+        threading.Thread(target=lambda k=k, x=x, p=p: results.__setitem__(k, batcher.predict(x, p, 10)))
+        for k, x, p in calls
+    ]
     for thread in threads:
         thread.start()
     wait_queued(batcher, len(calls))
@@ -214,4 +216,8 @@ def test_requests_for_other_predictors_share_the_wait_but_not_the_pass():
         thread.join(10)
     assert default.passes == [1, 2] and pinned.passes == [2]  # one pass per predictor in the shared batch
     assert {k: (r[0].argmax(axis=1).tolist(), r[1]) for k, r in results.items()} == {
-        "a": ([1], "default"), "b": ([2], "version 3"), "c": ([3], "default"), "d": ([4], "version 3")}
+        "a": ([1], "default"),
+        "b": ([2], "version 3"),
+        "c": ([3], "default"),
+        "d": ([4], "version 3"),
+    }

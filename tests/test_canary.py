@@ -56,16 +56,19 @@ def test_a_keras_mnist_npz_is_a_canary_set():
     assert len(load_canary(DATASET).labels) == 10_000
 
 
-@pytest.mark.parametrize("make, words", [
-    (lambda p: p.write_text("digit,label\n"), "not a readable .npz"),
-    (lambda p: np.savez(p, x_train=np.zeros((2, 28, 28), np.uint8)), "x_test and y_test"),
-    (lambda p: np.savez(p, x_test=np.zeros((2, 32, 32), np.uint8), y_test=np.zeros(2, np.uint8)), "(N, 28, 28)"),
-    (lambda p: np.savez(p, x_test=np.zeros((2, 28, 28), np.uint8), y_test=np.array([3, 12])), "0..9"),
-    (lambda p: np.savez(p, x_test=np.zeros((2, 28, 28), np.float64), y_test=np.zeros(2, np.uint8)), "uint8"),
-    (lambda p: np.save(p, np.zeros((2, 28, 28), np.uint8)), "single .npy"),
-    (lambda p: p.mkdir(), "t10k-images-idx3-ubyte"),
-    (lambda p: None, "not found"),
-])
+@pytest.mark.parametrize(
+    "make, words",
+    [
+        (lambda p: p.write_text("digit,label\n"), "not a readable .npz"),
+        (lambda p: np.savez(p, x_train=np.zeros((2, 28, 28), np.uint8)), "x_test and y_test"),
+        (lambda p: np.savez(p, x_test=np.zeros((2, 32, 32), np.uint8), y_test=np.zeros(2, np.uint8)), "(N, 28, 28)"),
+        (lambda p: np.savez(p, x_test=np.zeros((2, 28, 28), np.uint8), y_test=np.array([3, 12])), "0..9"),
+        (lambda p: np.savez(p, x_test=np.zeros((2, 28, 28), np.float64), y_test=np.zeros(2, np.uint8)), "uint8"),
+        (lambda p: np.save(p, np.zeros((2, 28, 28), np.uint8)), "single .npy"),
+        (lambda p: p.mkdir(), "t10k-images-idx3-ubyte"),
+        (lambda p: None, "not found"),
+    ],
+)
 def test_a_canary_that_is_not_mnist_is_a_clear_error(tmp_path, make, words):
     path = tmp_path / "canary.npz"
     make(path)
@@ -76,12 +79,15 @@ def test_a_canary_that_is_not_mnist_is_a_clear_error(tmp_path, make, words):
     assert words in str(caught.value)
 
 
-@pytest.mark.parametrize("args, words", [
-    (["--min-accuracy", "1.5"], ["--min-accuracy", "between 0 and 1", "1.5"]),
-    (["--min-accuracy", "nan"], ["--min-accuracy"]),
-    (["--max-regression", "-0.1"], ["--max-regression", "between 0 and 1"]),
-    (["--canary", "README.md"], ["README.md", "not a readable .npz"]),
-])
+@pytest.mark.parametrize(
+    "args, words",
+    [
+        (["--min-accuracy", "1.5"], ["--min-accuracy", "between 0 and 1", "1.5"]),
+        (["--min-accuracy", "nan"], ["--min-accuracy"]),
+        (["--max-regression", "-0.1"], ["--max-regression", "between 0 and 1"]),
+        (["--canary", "README.md"], ["README.md", "not a readable .npz"]),
+    ],
+)
 def test_canary_usage_errors_come_before_loading_anything(args, words):
     result = run_cli("--model", "/nonexistent/model.keras", *args)  # the model would fail later, if loaded
     assert_usage_error(result, *words)

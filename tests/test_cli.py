@@ -48,7 +48,9 @@ def test_a_failed_import_keeps_what_it_printed(module_dir, capfd):
 
 def test_a_crash_during_the_import_still_reaches_stderr(module_dir):
     (module_dir / "crashing_backend.py").write_text("import ctypes\nctypes.string_at(0)\n")
-    code = "import importlib, cnn_mnist.core.backends as b; b.quietly(lambda: importlib.import_module('crashing_backend'))"
+    code = (
+        "import importlib, cnn_mnist.core.backends as b; b.quietly(lambda: importlib.import_module('crashing_backend'))"
+    )
     result = subprocess.run(
         [sys.executable, "-c", code],
         capture_output=True,

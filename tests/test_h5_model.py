@@ -124,15 +124,23 @@ def test_h5_serves_the_same_probabilities_as_the_keras(trained_model, test_set):
 def test_the_seed_command_serves_model_h5(trained_model, test_set):
     """`MODEL=$(nix-build -A model)/model.h5 $(nix-build -A frontend)/bin/cnn-mnist`: MODEL alone names it."""
     port = free_port()
-    process = subprocess.Popen([sys.executable, "-m", "cnn_mnist.serving.cli", "--port", str(port)],
-                               env={**os.environ, "MODEL": str(trained_model / "model.h5")}, cwd=ROOT,
-                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    process = subprocess.Popen(
+        [sys.executable, "-m", "cnn_mnist.serving.cli", "--port", str(port)],
+        env={**os.environ, "MODEL": str(trained_model / "model.h5")},
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     try:
         url = f"http://127.0.0.1:{port}/"
         wait_ready(url, process)
         images = test_set[0][:16]
-        request = urllib.request.Request(url + "predict", data=json.dumps({"pixels": images.tolist()}).encode(),
-                                         headers={"Content-Type": "application/json"})
+        request = urllib.request.Request(
+            url + "predict",
+            data=json.dumps({"pixels": images.tolist()}).encode(),
+            headers={"Content-Type": "application/json"},
+        )
         with urllib.request.urlopen(request, timeout=30) as response:
             served = json.load(response)
     finally:

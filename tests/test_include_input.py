@@ -61,8 +61,11 @@ def requests(digits):
         ("pixels", {"json": {"pixels": digits[0].tolist(), "include_input": True}}, None),
         ("pixels batch", {"json": {"pixels": digits.tolist(), "include_input": True}}, len(digits)),
         ("multipart", {"data": {"image": (io.BytesIO(uploads[0]), "0.png"), "include_input": "true"}}, None),
-        ("multipart batch", {"data": {"image": [(io.BytesIO(u), f"{i}.png") for i, u in enumerate(uploads)],
-                                      "include_input": "true"}}, len(digits)),
+        (
+            "multipart batch",
+            {"data": {"image": [(io.BytesIO(u), f"{i}.png") for i, u in enumerate(uploads)], "include_input": "true"}},
+            len(digits),
+        ),
     ]
 
 

@@ -11,7 +11,7 @@ from cnn_mnist.serving.jsonio import FastJSONProvider
 BODIES = [
     b'{"pixels": [0, 1.5, 255]}',
     b'{"b": 1, "a": [true, null, "\\u00e9"]}',
-    b'[NaN, Infinity, -Infinity]',  # orjson refuses these literals; the standard library takes them
+    b"[NaN, Infinity, -Infinity]",  # orjson refuses these literals; the standard library takes them
     b'"\\ud800"',  # a lone surrogate
 ]
 

@@ -21,8 +21,12 @@ def serve(model, *args, nofile=None):
     port = free_port()
     process = subprocess.Popen(
         [sys.executable, "-m", "cnn_mnist.serving.cli", "--model", str(model), "--port", str(port), *map(str, args)],
-        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, cwd=ROOT,
-        preexec_fn=(lambda: resource.setrlimit(resource.RLIMIT_NOFILE, nofile)) if nofile else None)
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+        cwd=ROOT,
+        preexec_fn=(lambda: resource.setrlimit(resource.RLIMIT_NOFILE, nofile)) if nofile else None,
+    )
     return process, f"http://127.0.0.1:{port}/"
 
 
@@ -34,8 +38,7 @@ def stop(process):
 def stall(url, count):
     """`count` connections that send half a request header, then nothing (slowloris)."""
     address = urllib.parse.urlsplit(url)
-    sockets = [socket.create_connection((address.hostname, address.port), timeout=CLIENT_TIMEOUT)
-               for _ in range(count)]
+    sockets = [socket.create_connection((address.hostname, address.port), timeout=CLIENT_TIMEOUT) for _ in range(count)]
     for sock in sockets:
         sock.sendall(HALF_HEADER)
     return sockets
@@ -102,5 +105,7 @@ def test_a_connection_limit_beyond_the_descriptor_limit_is_a_usage_error(trained
     finally:
         process.kill()
     assert process.returncode == 2, stderr
-    assert stderr.strip().splitlines()[-1] == ("cnn-mnist: error: --connection-limit 1000 needs 1064 file descriptors, "
-                                               "but at most 256 may be opened (ulimit -n; LimitNOFILE= under systemd)")
+    assert stderr.strip().splitlines()[-1] == (
+        "cnn-mnist: error: --connection-limit 1000 needs 1064 file descriptors, "
+        "but at most 256 may be opened (ulimit -n; LimitNOFILE= under systemd)"
+    )

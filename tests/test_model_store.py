@@ -49,8 +49,7 @@ def test_current_symlink_picks_the_version_and_reload_follows_it(versions, test_
     assert metric(text, "cnn_mnist_model_swaps_total", result="swapped") == 1
     assert metric(text, "cnn_mnist_model_version") == 2
     assert store.reload() is False  # nothing new: no swap
-    assert metric(client.get("/metrics").get_data(as_text=True), "cnn_mnist_model_swaps_total",
-                  result="swapped") == 1
+    assert metric(client.get("/metrics").get_data(as_text=True), "cnn_mnist_model_swaps_total", result="swapped") == 1
 
 
 def test_bad_versions_are_refused_and_the_old_one_keeps_serving(versions, test_set):
@@ -140,7 +139,8 @@ def test_status_is_whole_at_every_write_a_reload_makes(versions, trained_model, 
 
 
 def test_a_file_replaced_during_its_load_serves_under_its_own_hash_and_the_next_reload_takes_the_new_one(
-        tmp_path, trained_model, monkeypatch):
+    tmp_path, trained_model, monkeypatch
+):
     """The file is replaced just after Keras read it: the hash must be of what was loaded, not of the newcomer."""
     import keras
 

@@ -67,12 +67,15 @@ def test_best_model_with_a_floor():
 
 
 def test_best_model_names_the_floor_when_none_reaches_it():
-    proc = run_nix("--eval", "--strict", "-E",
-                   f'import {ROOT}/nix/best-model.nix {{ minAccuracy = 0.99; }} '
-                   '[ { accuracy = "0.97"; } { accuracy = "0.985\\n"; } ]')
+    proc = run_nix(
+        "--eval",
+        "--strict",
+        "-E",
+        f"import {ROOT}/nix/best-model.nix {{ minAccuracy = 0.99; }} "
+        '[ { accuracy = "0.97"; } { accuracy = "0.985\\n"; } ]',
+    )
     assert proc.returncode != 0
-    assert ("bestModel: none of the 2 candidates reaches the floor 0.99 (the best scored 0.985)"
-            in proc.stderr)
+    assert "bestModel: none of the 2 candidates reaches the floor 0.99 (the best scored 0.985)" in proc.stderr
 
 
 def test_best_model_selection():
@@ -114,9 +117,7 @@ def test_lock_reader_matches_flake_lock():
     assert re.fullmatch(r"[0-9a-f]{40}", locked["rev"])
     assert re.fullmatch(r"sha256-[A-Za-z0-9+/]{43}=", locked["narHash"])
     project = r["project"]
-    assert project["url"] == (
-        f"https://github.com/{locked['owner']}/{locked['repo']}/archive/{locked['rev']}.tar.gz"
-    )
+    assert project["url"] == (f"https://github.com/{locked['owner']}/{locked['repo']}/archive/{locked['rev']}.tar.gz")
     assert project["sha256"] == locked["narHash"]
     # the root's input name is followed to the node it points at
     assert r["synthetic"]["rev"] == "0123456789abcdef0123456789abcdef01234567"

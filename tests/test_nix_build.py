@@ -46,8 +46,11 @@ def wheel_metadata(wheel: Path):
         names = archive.namelist()
         metadata = next(n for n in names if n.endswith(".dist-info/METADATA"))
         entry_points = next(n for n in names if n.endswith(".dist-info/entry_points.txt"))
-        return (email.parser.Parser().parsestr(archive.read(metadata).decode()), archive.read(entry_points).decode(),
-                {n for n in names if ".dist-info/" not in n})
+        return (
+            email.parser.Parser().parsestr(archive.read(metadata).decode()),
+            archive.read(entry_points).decode(),
+            {n for n in names if ".dist-info/" not in n},
+        )
 
 
 def test_the_check_phase_passes_as_pytest_check_hook_runs_it(package, recipes):
@@ -56,8 +59,13 @@ def test_the_check_phase_passes_as_pytest_check_hook_runs_it(package, recipes):
     assert " passed" in summary and "failed" not in summary and "error" not in summary, summary
     assert int(summary.split(" passed")[0].split()[-1]) >= 100, summary  # the quick tests, not a handful
     assert nixbuild.pytest_flags(recipes["package"]) == [
-        "-m", "pytest", "--ignore-glob=tests/test_nix*.py", "--ignore-glob=tests/test_browser.py",
-        "--ignore-glob=tests/test_fuzz.py", "-m", "not (slow)",
+        "-m",
+        "pytest",
+        "--ignore-glob=tests/test_nix*.py",
+        "--ignore-glob=tests/test_browser.py",
+        "--ignore-glob=tests/test_fuzz.py",
+        "-m",
+        "not (slow)",
     ]
 
 
@@ -82,8 +90,15 @@ print(json.dumps(plugins))
 EOF"""
     proc = package["sandbox"].run("probe", probe, path=[package["env"] / "bin"], cwd=package["source"])
     importable, distributions, plugins = map(json.loads, proc.stdout.strip().splitlines())
-    assert importable == {"hypothesis": True, "jsonschema_rs": True, "flask": True, "tensorflow": True,
-                          "schemathesis": False, "playwright": False, "torch": False}
+    assert importable == {
+        "hypothesis": True,
+        "jsonschema_rs": True,
+        "flask": True,
+        "tensorflow": True,
+        "schemathesis": False,
+        "playwright": False,
+        "torch": False,
+    }
     assert {"cnn-mnist", "keras", "pytest", "hypothesis", "jsonschema_rs", "waitress"} <= set(distributions)
     assert not {"schemathesis", "playwright", "build", "torch", "jax", "tensorboard"} & set(distributions)
     assert plugins == ["hypothesis"]  # schemathesis', anyio's and playwright's plugins stay out
@@ -120,7 +135,9 @@ def test_the_trainer_wheel_holds_the_training_code_alone(trainer):
     assert sorted(metadata.get_all("Requires-Dist")) == ["h5py", "keras>=3.6", "matplotlib", "numpy", "pillow"]
     assert entry_points.split() == ["[console_scripts]", "cnn-mnist-train", "=", "cnn_mnist.training.cli:main"]
     expected = {"cnn_mnist/__init__.py"} | {
-        str(p.relative_to(ROOT)) for sub in ("core", "training") for p in (ROOT / "cnn_mnist" / sub).iterdir()
+        str(p.relative_to(ROOT))
+        for sub in ("core", "training")
+        for p in (ROOT / "cnn_mnist" / sub).iterdir()
         if p.suffix in (".py", ".json")
     }
     assert files == expected
@@ -137,9 +154,14 @@ def test_the_package_wheel_holds_the_server_the_trainer_and_their_data(package):
     assert {"keras", "flask", "waitress", "prometheus-client", "orjson"} <= requirements
     assert "cnn-mnist = cnn_mnist.serving.cli:main" in entry_points
     assert "cnn-mnist-train = cnn_mnist.training.cli:main" in entry_points
-    for name in ["cnn_mnist/serving/static/index.html", "cnn_mnist/serving/static/app.js",
-                 "cnn_mnist/serving/server-defaults.json", "cnn_mnist/serving/canary-data/mnist-t10k-first1000.npz",
-                 "cnn_mnist/training/trainer.py", "cnn_mnist/core/net.py"]:
+    for name in [
+        "cnn_mnist/serving/static/index.html",
+        "cnn_mnist/serving/static/app.js",
+        "cnn_mnist/serving/server-defaults.json",
+        "cnn_mnist/serving/canary-data/mnist-t10k-first1000.npz",
+        "cnn_mnist/training/trainer.py",
+        "cnn_mnist/core/net.py",
+    ]:
         assert name in files, name
     assert not any(name.startswith("tests/") for name in files)
 
@@ -149,22 +171,29 @@ def tiny_dataset(tmp_path_factory) -> Path:
     """1,000 training and 500 test digits of the bundled set: a training run of seconds."""
     path = tmp_path_factory.mktemp("data") / "tiny.npz"
     with np.load(DATASET) as data:
-        np.savez(path, x_train=data["x_train"][:1000], y_train=data["y_train"][:1000],
-                 x_test=data["x_test"][:500], y_test=data["y_test"][:500])
+        np.savez(
+            path,
+            x_train=data["x_train"][:1000],
+            y_train=data["y_train"][:1000],
+            x_test=data["x_test"][:500],
+            y_test=data["y_test"][:500],
+        )
     return path
 
 
 @pytest.mark.parametrize("floor, passes", [(0.5, True), (0.999, False)])
 def test_the_model_build_trains_and_gates_as_model_nix_says(trainer, store, tiny_dataset, tmp_path, floor, passes):
-    recipe = nixbuild.evaluate(ROOT, store, "recipes.model", "--argstr", "dataset", str(tiny_dataset),
-                               "--arg", "minAccuracy", str(floor))
+    recipe = nixbuild.evaluate(
+        ROOT, store, "recipes.model", "--argstr", "dataset", str(tiny_dataset), "--arg", "minAccuracy", str(floor)
+    )
     assert f"--dataset {tiny_dataset}" in " ".join(recipe["buildPhase"].split())
     if passes:
         out, proc = nixbuild.run_model_build(recipe, trainer, tmp_path)
         accuracy = (out / "accuracy.txt").read_text().strip()
         assert proc.stdout.strip().splitlines()[-1] == f"test accuracy: {accuracy} (floor {floor})"
         assert {"model.keras", "model.h5", "metrics.json", "accuracy.txt", "training-curves.png"} <= {
-            p.name for p in out.iterdir()}
+            p.name for p in out.iterdir()
+        }
     else:
         with pytest.raises(nixbuild.PhaseFailed) as failed:
             nixbuild.run_model_build(recipe, trainer, tmp_path)

@@ -58,8 +58,16 @@ def test_flake_pins_a_supported_release():
 
 def test_flake_outputs_and_checks():
     r = flake_report()
-    assert {"nixosConfigurations", "nixopsConfigurations", "nixosModules", "packages", "checks",
-            "formatter", "overlays", "hydraJobs"} <= set(r["outputNames"])
+    assert {
+        "nixosConfigurations",
+        "nixopsConfigurations",
+        "nixosModules",
+        "packages",
+        "checks",
+        "formatter",
+        "overlays",
+        "hydraJobs",
+    } <= set(r["outputNames"])
     # `nix flake check` trains, tests and gates a quick model, and runs both VM tests
     assert r["checks"] == ["model-quick", "nixos", "nixos-scale-out", "pytest"]
     # the flake's `import nixpkgs` reached the stand-in, which the NixOps network gets too
@@ -104,8 +112,13 @@ def test_flake_check_evaluates_the_host_without_hardware_configuration():
 
 def run_check(check: dict) -> subprocess.CompletedProcess[str]:
     """A system.checks entry's build script, as its builder would run it."""
-    return subprocess.run(["bash", "-euo", "pipefail", "-c", check["script"]], env={**os.environ, **check["env"]},
-                          capture_output=True, text=True, timeout=30)
+    return subprocess.run(
+        ["bash", "-euo", "pipefail", "-c", check["script"]],
+        env={**os.environ, **check["env"]},
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
 
 
 def test_deploying_without_hardware_configuration_fails_naming_it():
@@ -116,12 +129,20 @@ def test_deploying_without_hardware_configuration_fails_naming_it():
     proc = run_check(check)
     assert proc.returncode == 1
     message = proc.stderr
-    for needed in ["hardware-configuration.nix", "nixos-generate-config --show-hardware-config",
-                   "--generate-hardware-config", "boot loader", "git add", "lib.mkHost"]:
+    for needed in [
+        "hardware-configuration.nix",
+        "nixos-generate-config --show-hardware-config",
+        "--generate-hardware-config",
+        "boot loader",
+        "git add",
+        "lib.mkHost",
+    ]:
         assert needed in message, needed
     # Nix prints the last 10 lines of a failed build's log: all of the message is among them
     assert len(message.splitlines()) <= 10
-    assert message.splitlines()[0].startswith("nixosConfigurations.cnn-mnist needs the machine's hardware-configuration.nix")
+    assert message.splitlines()[0].startswith(
+        "nixosConfigurations.cnn-mnist needs the machine's hardware-configuration.nix"
+    )
 
 
 HARDWARE = """{ fileSystems."/" = { device = "/dev/disk/by-label/nixos"; fsType = "ext4"; };
@@ -154,8 +175,13 @@ def test_host_with_hardware_configuration_builds_without_the_placeholder(checkou
 
 def test_mkhost_takes_the_machines_hardware_module():
     hardware = HARDWARE.replace("\n", " ")
-    proc = run_nix("--eval", "--strict", "--json", "-E",
-                   f"let f = {flake_expr()}; in f.toplevelOf (f.outputs.lib.mkHost {{ hardware = {hardware}; }})")
+    proc = run_nix(
+        "--eval",
+        "--strict",
+        "--json",
+        "-E",
+        f"let f = {flake_expr()}; in f.toplevelOf (f.outputs.lib.mkHost {{ hardware = {hardware}; }})",
+    )
     assert proc.returncode == 0, proc.stderr
     assert json.loads(proc.stdout) == {"isDerivation": True, "warnings": [], "passedChecks": []}
 
@@ -214,8 +240,9 @@ def test_hydra_quick_model_needs_no_big_builder():
 def test_nixos_module_works_with_read_only_pkgs():
     # No overlay (nixpkgs.pkgs / readOnlyPkgs / runNixOSTest): the stubs declare no nixpkgs.* option,
     # so a module that set nixpkgs.overlays would fail to evaluate here.
-    r = eval_modules(f"[ {flake_expr()}.outputs.nixosModules.default ]", enable="true",
-                     pkgs=f"{flake_expr()}.readOnlyPkgs")
+    r = eval_modules(
+        f"[ {flake_expr()}.outputs.nixosModules.default ]", enable="true", pkgs=f"{flake_expr()}.readOnlyPkgs"
+    )
     assert r["failedAssertions"] == []
     assert r["service"]["serviceConfig"]["ExecStart"].split()[0].endswith("-cnn-mnist-flake/bin/cnn-mnist")
     assert r["etc"]["cnn-mnist/model"]["source"].endswith("-cnn-mnist-model-flake")
@@ -232,16 +259,18 @@ def test_nixos_module_prefers_the_overlay_package():
 
 
 # what NixOps passes as `nodes`: each backend with the private address it was given
-NODES = "{ " + " ".join(f'backend-{i}.config.networking.privateIPv4 = "192.168.56.{100 + i}";'
-                        for i in range(1, 4)) + " }"
+NODES = (
+    "{ " + " ".join(f'backend-{i}.config.networking.privateIPv4 = "192.168.56.{100 + i}";' for i in range(1, 4)) + " }"
+)
 
 
 def machine(replicas: int, name: str):
     return eval_modules(f"[ ({flake_expr()}.machines {replicas}).{name} ]", nodes=NODES)
 
 
-@pytest.mark.parametrize("replicas, machines", [
-    (1, ["cnn-mnist"]), (3, ["backend-1", "backend-2", "backend-3", "proxy"])])
+@pytest.mark.parametrize(
+    "replicas, machines", [(1, ["cnn-mnist"]), (3, ["backend-1", "backend-2", "backend-3", "proxy"])]
+)
 def test_network_has_storage_and_the_flakes_nixpkgs(replicas: int, machines: list[str]):
     net = flake_report()["networks"][str(replicas)]
     assert net["machines"] == machines
@@ -297,8 +326,13 @@ def test_network_rejects_zero_replicas():
 
 def test_scale_out_vm_test_stops_a_backend_behind_the_proxy():
     expr = f"{flake_expr()}.scaleOutTest"
-    proc = run_nix("--eval", "--strict", "--json", "-E",
-                   f"let t = {expr}; in {{ inherit (t) name testScript; nodes = builtins.attrNames t.nodes; }}")
+    proc = run_nix(
+        "--eval",
+        "--strict",
+        "--json",
+        "-E",
+        f"let t = {expr}; in {{ inherit (t) name testScript; nodes = builtins.attrNames t.nodes; }}",
+    )
     assert proc.returncode == 0, proc.stderr
     t = json.loads(proc.stdout)
     assert t["nodes"] == ["backend1", "backend2", "proxy"]

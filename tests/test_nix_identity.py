@@ -68,8 +68,15 @@ def test_a_new_test_dependency_leaves_every_model_as_it_was(checkout: Path, tmp_
     assert after["package"] != before["package"]
 
 
-@pytest.mark.parametrize("name", ["cnn_mnist/core/net.py", "cnn_mnist/core/preprocessing.py",
-                                  "cnn_mnist/core/data.py", "cnn_mnist/training/trainer.py"])
+@pytest.mark.parametrize(
+    "name",
+    [
+        "cnn_mnist/core/net.py",
+        "cnn_mnist/core/preprocessing.py",
+        "cnn_mnist/core/data.py",
+        "cnn_mnist/training/trainer.py",
+    ],
+)
 def test_an_edit_to_the_training_code_changes_every_model(checkout: Path, tmp_path: Path, name: str):
     store = tmp_path / "store"
     before = drv_paths(checkout, store)
@@ -89,5 +96,10 @@ def test_a_training_requirement_changes_every_model(checkout: Path, tmp_path: Pa
 
 def test_full_dataset_models_ask_for_a_big_parallel_builder_and_the_quick_one_for_none(tmp_path: Path):
     features = nixbuild.evaluate(ROOT, tmp_path / "store", "systemFeatures")
-    assert features == {"default": ["big-parallel"], "tensorflow": ["big-parallel"], "jax": ["big-parallel"],
-                        "torch": ["big-parallel"], "quick": []}
+    assert features == {
+        "default": ["big-parallel"],
+        "tensorflow": ["big-parallel"],
+        "jax": ["big-parallel"],
+        "torch": ["big-parallel"],
+        "quick": [],
+    }

@@ -10,8 +10,15 @@ import pytest
 
 from nixeval import HARNESS, ROOT, nixpkgs_lib, eval_json, eval_error
 
-TENSORFLOW_ONLY = {"tensorflow", "tensorflow-bin", "tf2onnx", "onnxruntime", "scikit-learn",
-                   "orbax-checkpoint", "tf-keras"}
+TENSORFLOW_ONLY = {
+    "tensorflow",
+    "tensorflow-bin",
+    "tf2onnx",
+    "onnxruntime",
+    "scikit-learn",
+    "orbax-checkpoint",
+    "tf-keras",
+}
 
 
 def report(*args: str):
@@ -72,8 +79,10 @@ def test_model_derivation_runs_the_trainer():
     assert m["datasetHash"] == "731c5ac602752760c8e48fbffcf8c3b850d9dc2a2aedcf2cc48468fc17b673d1"
     assert m["nativeBuildInputs"] == ["cnn-mnist-trainer-tensorflow"]
     flags = " ".join(m["buildPhase"].replace("\\\n", " ").split())
-    assert ("cnn-mnist-train --dataset /nix/store/0000-mnist.npz --epochs 10 --batch-size 128 "
-            "--learning-rate 0.001 --seed 0 --backend tensorflow --output \"$out\"") in flags
+    assert (
+        "cnn-mnist-train --dataset /nix/store/0000-mnist.npz --epochs 10 --batch-size 128 "
+        '--learning-rate 0.001 --seed 0 --backend tensorflow --output "$out"'
+    ) in flags
     for var in ["HOME", "XDG_CACHE_HOME", "KERAS_HOME", "MPLCONFIGDIR"]:
         assert f"{var}=$TMPDIR" in flags, var
     c = r["customModel"]
@@ -100,12 +109,16 @@ def run_gate(phase: str, accuracy: str, tmp_path: Path) -> subprocess.CompletedP
         (out / name).write_text("x")
     (out / "accuracy.txt").write_text(accuracy)
     script = "runHook() { :; }\n" + phase
-    return subprocess.run(["bash", "-eu", "-c", script], env={"out": str(out), "PATH": "/usr/bin:/bin"},
-                          capture_output=True, text=True, timeout=30)
+    return subprocess.run(
+        ["bash", "-eu", "-c", script],
+        env={"out": str(out), "PATH": "/usr/bin:/bin"},
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
 
 
-@pytest.mark.parametrize("accuracy, passes", [("0.9912\n", True), ("0.98", True), ("0.9799\n", False),
-                                              ("0.5", False)])
+@pytest.mark.parametrize("accuracy, passes", [("0.9912\n", True), ("0.98", True), ("0.9799\n", False), ("0.5", False)])
 def test_model_build_fails_below_its_floor(accuracy: str, passes: bool, tmp_path: Path):
     proc = run_gate(report()["defaultModel"]["installCheckPhase"], accuracy, tmp_path)
     assert (proc.returncode == 0) is passes, proc.stderr
@@ -113,12 +126,16 @@ def test_model_build_fails_below_its_floor(accuracy: str, passes: bool, tmp_path
     if passes:
         assert last == f"test accuracy: {accuracy.strip()} (floor 0.98)"
     else:
-        assert last == (f"cnn-mnist model: test accuracy {accuracy.strip()} is below the floor 0.98; "
-                        f"to accept it, build model.override {{ minAccuracy = {accuracy.strip()}; }}")
+        assert last == (
+            f"cnn-mnist model: test accuracy {accuracy.strip()} is below the floor 0.98; "
+            f"to accept it, build model.override {{ minAccuracy = {accuracy.strip()}; }}"
+        )
 
 
-@pytest.mark.parametrize("accuracy, message", [("n/a", "accuracy.txt holds 'n/a', not a number"),
-                                               ("", "cnn-mnist-train did not write accuracy.txt")])
+@pytest.mark.parametrize(
+    "accuracy, message",
+    [("n/a", "accuracy.txt holds 'n/a', not a number"), ("", "cnn-mnist-train did not write accuracy.txt")],
+)
 def test_model_build_fails_on_a_missing_or_malformed_accuracy(accuracy: str, message: str, tmp_path: Path):
     proc = run_gate(report()["defaultModel"]["installCheckPhase"], accuracy, tmp_path)
     assert proc.returncode != 0
@@ -127,9 +144,11 @@ def test_model_build_fails_on_a_missing_or_malformed_accuracy(accuracy: str, mes
 
 @pytest.mark.parametrize(
     "attr, message",
-    [("theanoModel", 'backend "theano" is not supported: Keras 3 removed the Theano backend'),
-     ("theanoPackage", 'backend "theano" is not supported: Keras 3 removed the Theano backend'),
-     ("unknownBackendModel", 'unknown backend "mxnet"')],
+    [
+        ("theanoModel", 'backend "theano" is not supported: Keras 3 removed the Theano backend'),
+        ("theanoPackage", 'backend "theano" is not supported: Keras 3 removed the Theano backend'),
+        ("unknownBackendModel", 'unknown backend "mxnet"'),
+    ],
 )
 def test_unsupported_backends_fail_at_evaluation(attr: str, message: str):
     stderr = eval_error(HARNESS / "package-eval.nix", "--argstr", "nixpkgsLib", nixpkgs_lib(), "-A", attr)

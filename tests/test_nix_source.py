@@ -12,8 +12,16 @@ import pytest
 
 from nixeval import HARNESS, ROOT, nixpkgs_lib, eval_json, run_nix
 
-COPIED = ["pyproject.toml", "README.md", "LICENSE", "cnn_mnist", "tests", "train/train.py", "data/mnist-small.npz",
-          "nix/source.nix"]
+COPIED = [
+    "pyproject.toml",
+    "README.md",
+    "LICENSE",
+    "cnn_mnist",
+    "tests",
+    "train/train.py",
+    "data/mnist-small.npz",
+    "nix/source.nix",
+]
 PARTS = ["package", "trainer"]
 
 
@@ -32,8 +40,14 @@ def checkout(tmp_path: Path) -> Path:
 
 
 def source_path(root: Path, store: Path, part: str = "package") -> str:
-    proc = run_nix("--read-write-mode", "--store", f"local?root={store}", "--eval", "-E",
-                   f'import {root}/nix/source.nix {{ root = {root}; part = "{part}"; }}')
+    proc = run_nix(
+        "--read-write-mode",
+        "--store",
+        f"local?root={store}",
+        "--eval",
+        "-E",
+        f'import {root}/nix/source.nix {{ root = {root}; part = "{part}"; }}',
+    )
     assert proc.returncode == 0, proc.stderr
     return proc.stdout.strip().strip('"')
 
@@ -68,7 +82,9 @@ def test_the_trainer_source_is_the_training_code_alone(checkout: Path, tmp_path:
     store = tmp_path / "store"
     files = files_in(store, source_path(checkout, store, "trainer"))
     expected = {"LICENSE", "cnn_mnist/__init__.py"} | {
-        str(p.relative_to(checkout)) for sub in ("core", "training") for p in (checkout / "cnn_mnist" / sub).iterdir()
+        str(p.relative_to(checkout))
+        for sub in ("core", "training")
+        for p in (checkout / "cnn_mnist" / sub).iterdir()
         if p.suffix in (".py", ".json")
     }
     assert files == expected
@@ -78,7 +94,9 @@ def test_the_trainer_source_is_the_training_code_alone(checkout: Path, tmp_path:
 def test_a_change_to_a_source_file_changes_the_source_path(checkout: Path, tmp_path: Path):
     store = tmp_path / "store"
     clean = source_path(checkout, store)
-    (checkout / "cnn_mnist" / "serving" / "app.py").write_text((checkout / "cnn_mnist" / "serving" / "app.py").read_text() + "\n# changed\n")
+    (checkout / "cnn_mnist" / "serving" / "app.py").write_text(
+        (checkout / "cnn_mnist" / "serving" / "app.py").read_text() + "\n# changed\n"
+    )
     assert source_path(checkout, store) != clean
     (checkout / "cnn_mnist" / "serving" / "canary.npz").write_bytes(b"PK")  # data the package ships is a source
     assert source_path(checkout, store) != clean

@@ -149,6 +149,7 @@ def test_centres_of_mass_are_distributed_as_mnists(test_set, redrawn):
 
 def test_anti_aliasing_leaves_no_halo(test_set, redrawn):
     """Inked pixels per unit of ink as in MNIST: a resampling filter that rings adds faint pixels around strokes."""
+
     def area_per_ink(images):
         return (images > 0).sum() / (images.astype(np.float64).sum() / 255)
 
@@ -175,18 +176,25 @@ def test_faint_ink_is_normalised(digits):
     assert mnist_like(faint).max() == 255
 
 
-@pytest.mark.parametrize("page", [
-    Image.new("L", (50, 50), 0), Image.new("L", (50, 50), 255), Image.new("L", (50, 50), 128),
-    Image.new("RGBA", (50, 50), (0, 0, 0, 0)), Image.new("RGB", (50, 50), (255, 255, 255)),
-])
+@pytest.mark.parametrize(
+    "page",
+    [
+        Image.new("L", (50, 50), 0),
+        Image.new("L", (50, 50), 255),
+        Image.new("L", (50, 50), 128),
+        Image.new("RGBA", (50, 50), (0, 0, 0, 0)),
+        Image.new("RGB", (50, 50), (255, 255, 255)),
+    ],
+)
 def test_an_image_without_ink_is_a_clear_error(client, page):
     with pytest.raises(UsageError, match="no ink"):
         mnist_like(page)
     response = client.post("/predict", data={"image": (io.BytesIO(encode(page)), "blank.png")})
     assert response.status_code == 400
     assert "no ink" in response.json["error"] and "draw" in response.json["error"]
-    ok = client.post("/predict", data={"image": (io.BytesIO(encode(upscaled(np.eye(28, dtype=np.uint8) * 255))),
-                                                 "ok.png")})
+    ok = client.post(
+        "/predict", data={"image": (io.BytesIO(encode(upscaled(np.eye(28, dtype=np.uint8) * 255))), "ok.png")}
+    )
     assert ok.status_code == 200
 
 

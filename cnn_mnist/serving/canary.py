@@ -32,7 +32,9 @@ def load_canary(path=None) -> CanarySet:
     if os.path.isdir(path):
         images, labels = (_read_idx(_find_test_file(path, IDX_FILES[key])) for key in ("x_test", "y_test"))
     elif os.path.isfile(path):
-        test_set = read_npz(path, ("x_test", "y_test"), "an MNIST canary set (a Keras mnist.npz with x_test and y_test)")
+        test_set = read_npz(
+            path, ("x_test", "y_test"), "an MNIST canary set (a Keras mnist.npz with x_test and y_test)"
+        )
         images, labels = test_set["x_test"], test_set["y_test"]
     else:
         raise UsageError(f"canary set not found: {path}")
@@ -44,8 +46,10 @@ def _find_test_file(directory, stem):
     try:
         return _find_idx_file(directory, stem)
     except UsageError:
-        raise UsageError(f"{directory}: not an MNIST canary set, no {stem}[.gz] in it "
-                         "(an IDX canary directory needs the two t10k files)") from None
+        raise UsageError(
+            f"{directory}: not an MNIST canary set, no {stem}[.gz] in it "
+            "(an IDX canary directory needs the two t10k files)"
+        ) from None
 
 
 def score(predictor, canary: CanarySet) -> tuple:
@@ -54,4 +58,3 @@ def score(predictor, canary: CanarySet) -> tuple:
     probabilities = predictor.predict(canary.images)
     accuracy = float(np.mean(probabilities.argmax(axis=1) == canary.labels))
     return accuracy, time.perf_counter() - started
-

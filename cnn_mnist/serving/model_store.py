@@ -140,8 +140,16 @@ def _version_of(directory):
 class ModelStore:
     """Holds the `State` snapshot; `reload()` loads and checks what changed in the background, then swaps it."""
 
-    def __init__(self, location: str, canary: CanarySet, *, min_accuracy: float, max_regression: float,
-                 max_batch_size: int = 64, on_swap=None):
+    def __init__(
+        self,
+        location: str,
+        canary: CanarySet,
+        *,
+        min_accuracy: float,
+        max_regression: float,
+        max_batch_size: int = 64,
+        on_swap=None,
+    ):
         self.location, self.canary, self.max_batch_size = location, canary, max_batch_size
         self.min_accuracy, self.max_regression = min_accuracy, max_regression
         self.on_swap = on_swap or (lambda result, serving: None)
@@ -189,8 +197,13 @@ class ModelStore:
         """Load, warm and canary-score one model; raise ModelCheckError if it may not serve."""
         predictor = Predictor(path, version, self.max_batch_size)
         accuracy, seconds = score(predictor, self.canary)
-        log.info("version %s scores %.4f on the canary set (%d digits, %.2f s)",
-                 version, accuracy, len(self.canary.labels), seconds)
+        log.info(
+            "version %s scores %.4f on the canary set (%d digits, %.2f s)",
+            version,
+            accuracy,
+            len(self.canary.labels),
+            seconds,
+        )
         if accuracy < self.min_accuracy:
             raise ModelCheckError(
                 f"version {version} scores {accuracy:.4f} on the canary set, below the floor {self.min_accuracy:.4f}",
@@ -278,9 +291,14 @@ class ModelStore:
             if problems:
                 self.on_swap("refused", new)
             return False
-        log.info("now serving versions %s, default %s, labels %s (was %s, default %s)",
-                 ", ".join(sorted(versions, key=int)), default, labels or "none",
-                 ", ".join(sorted(old.versions, key=int)), old.default)
+        log.info(
+            "now serving versions %s, default %s, labels %s (was %s, default %s)",
+            ", ".join(sorted(versions, key=int)),
+            default,
+            labels or "none",
+            ", ".join(sorted(old.versions, key=int)),
+            old.default,
+        )
         self.on_swap("swapped", new)
         return True
 

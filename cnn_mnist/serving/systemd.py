@@ -37,8 +37,11 @@ def ready(status: str) -> bool:
 
 
 def reloading() -> bool:
-    return notify("RELOADING=1", f"MONOTONIC_USEC={time.clock_gettime_ns(time.CLOCK_MONOTONIC) // 1000}",
-                  "STATUS=reloading the model")
+    return notify(
+        "RELOADING=1",
+        f"MONOTONIC_USEC={time.clock_gettime_ns(time.CLOCK_MONOTONIC) // 1000}",
+        "STATUS=reloading the model",
+    )
 
 
 def stopping() -> bool:

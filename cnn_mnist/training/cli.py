@@ -17,6 +17,7 @@ from .interrupts import Interrupted, StopSignals
 PROG = "cnn-mnist-train"
 BELOW_MIN_ACCURACY = 3  # not 2: the input was fine, the model is not good enough
 
+
 def parse_args(argv=None):
     parser = ArgumentParser(prog=PROG, description=__doc__)
     parser.add_argument("--dataset", required=True, help="a Keras mnist.npz, or a directory of the four IDX files")
