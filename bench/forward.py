@@ -52,8 +52,8 @@ def main():
     from cnn_mnist.core.cli import import_keras
 
     import_keras("tensorflow", "forward")
-    from cnn_mnist.serving.inference import Predictor
     from cnn_mnist.core.preprocessing import to_model_input
+    from cnn_mnist.serving.inference import Predictor
 
     predictor = Predictor(args.model, "1")
     runtimes = {"tensorflow (cnn-mnist's compiled function)": predictor.predict}
@@ -66,7 +66,8 @@ def main():
     digits = test_digits[:16]
     print(f"bench: {os.cpu_count()} CPUs, {args.passes} passes a figure, model {args.model}\n")
     print(
-        "| runtime | digits a pass | ms a pass, idle | CPU ms a digit, idle | ms a pass, one busy Python thread beside |"
+        "| runtime | digits a pass | ms a pass, idle | CPU ms a digit, idle "
+        "| ms a pass, one busy Python thread beside |"
     )
     print("|---|--:|--:|--:|--:|")
     for name, forward in runtimes.items():

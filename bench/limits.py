@@ -64,7 +64,7 @@ def seconds_until_closed(sock, limit):
     sock.settimeout(limit)
     try:
         sock.recv(1)
-    except socket.timeout:
+    except TimeoutError:
         return None
     except OSError:
         pass
@@ -112,7 +112,8 @@ def main(argv=None) -> int:
         process, _ = start_server("cnn-mnist", argv, port, os.path.join(tmp, "server.log"), 120)
         print(f"# {' '.join(argv[1:])}")
         print(
-            "| stalled | GET /healthz worst of 5 | POST /predict worst of 5 | server RSS MB | server CPU s per s | server fds |"
+            "| stalled | GET /healthz worst of 5 | POST /predict worst of 5 | server RSS MB "
+            "| server CPU s per s | server fds |"
         )
         print("|--:|--:|--:|--:|--:|--:|")
         for count in map(int, args.stalled.split(",")):

@@ -142,7 +142,7 @@ def bench_server(name, argv, args, bodies, generator, log_dir, checkout=ROOT):
         anon_first, anon_last = sampler.anon_between(wall + args.warmup + 0.3, time.monotonic())
         wall = time.monotonic() - wall  # the CPU shares include the warm-up
         cpu, load_cpu = cpu_seconds(process.pid) - cpu, generator.cpu_seconds() - load_cpu
-        idle = [after - before for after, before in zip(machine_idle(), idle)]
+        idle = [after - before for after, before in zip(machine_idle(), idle, strict=True)]
         latencies.sort()
         level = {
             "clients": clients,
@@ -208,7 +208,7 @@ def report(results, labels):
     )
     for subject, reference, label in comparisons:
         if subject in by_name and reference in by_name:
-            for lv, ref in zip(by_name[subject]["levels"], by_name[reference]["levels"]):
+            for lv, ref in zip(by_name[subject]["levels"], by_name[reference]["levels"], strict=True):
                 ratio = lv["requests_per_s"] / max(ref["requests_per_s"], 1e-9)
                 lines.append(
                     f"{label} at {lv['clients']} clients: "
@@ -220,7 +220,7 @@ def report(results, labels):
     )
     for r in results:
         peak, digits = r["peak_rss_mb"], r["digits"]
-        accuracy = sum(d == int(y) for d, y in zip(digits, labels)) / len(digits)
+        accuracy = sum(d == int(y) for d, y in zip(digits, labels, strict=False)) / len(digits)  # fewer digits
         unchecked = r is by_name.get("bare") or r is by_name.get("free-forward")  # constant answers
         checked = "" if unchecked else f"; {accuracy:.0%} of the {len(digits)} checked digits right"
         lines.append(
@@ -228,7 +228,7 @@ def report(results, labels):
             f"{peak['RssFile']:.0f} MB file-backed + {peak['RssShmem']:.0f} MB shmem{checked}"
         )
     if ours and "naive" in by_name:
-        same = sum(a == b for a, b in zip(ours["digits"], by_name["naive"]["digits"]))
+        same = sum(a == b for a, b in zip(ours["digits"], by_name["naive"]["digits"], strict=True))
         lines.append(
             f"cnn-mnist and the naive server answered the same digit for {same}/{len(ours['digits'])} checked images"
         )

@@ -31,16 +31,17 @@ import sysconfig
 import zipfile
 from pathlib import Path
 
+from nixeval import ROOT, nix_instantiate, nixpkgs_lib
 from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
-
-from nixeval import ROOT, nix_instantiate, nixpkgs_lib
 
 PYTHON_NAMES = ROOT / "nix" / "python-names.json"
 # what pypaBuildHook's own tool brings (pkgs/development/interpreters/python/hooks: pypa-build-hook)
 BUILD_TOOL = ["build"]
 HIDDEN_PROGRAMS = ("chromium", "chromedriver", "chromium-driver", "nix")
 SANDBOX_HOME = "/homeless-shelter"
+# pythonImportsCheckPhase's one-liner: import each module named
+IMPORTS_CHECK = "import importlib, sys; [importlib.import_module(m) for m in sys.argv[1:]]"
 
 
 class PhaseFailed(AssertionError):
@@ -212,7 +213,8 @@ for program in "$real"/*; do
 done
 "$real"/ln -s -t /usr/bin "${{keep[@]}}"
 cd {shlex.quote(str(cwd))}
-exec env -i {" ".join(shlex.quote(f"{k}={v}") for k, v in self.environment(path, env).items())} bash -euo pipefail -c {shlex.quote(script)}
+exec env -i {" ".join(shlex.quote(f"{k}={v}") for k, v in self.environment(path, env).items())} \
+  bash -euo pipefail -c {shlex.quote(script)}
 """
         unshare = (
             ["unshare", "--mount", "--net"] if os.geteuid() == 0 else ["unshare", "--map-root-user", "--mount", "--net"]
@@ -300,7 +302,7 @@ def build_python_package(recipe: dict, store: Path, top: Path, *, check: bool = 
         modules = " ".join(recipe["pythonImportsCheck"])
         logs["imports"] = sandbox.run(
             "pythonImportsCheck",
-            f"cd {shlex.quote(str(env))} && python -c 'import importlib, sys; [importlib.import_module(m) for m in sys.argv[1:]]' {modules}",
+            f"cd {shlex.quote(str(env))} && python -c {shlex.quote(IMPORTS_CHECK)} {modules}",
             path=[env / "bin"],
             cwd=source,
             env=recipe["env"],

@@ -1,4 +1,5 @@
-"""The micro-batcher with a stand-in predictor: answers go to the right caller, passes are shared, failures are contained."""
+"""The micro-batcher with a stand-in predictor: answers go to the right caller, passes are shared,
+failures are contained."""
 
 import threading
 

@@ -19,10 +19,10 @@ from conftest import DATASET, ROOT, metric, start_server
 from model_variants import confuses_zero_and_one, save_variant, wrong_everywhere
 from test_serve import Hammer, assert_usage_error, get, run_cli, stop, wait_until
 
+from cnn_mnist.core.errors import UsageError
 from cnn_mnist.serving import model_store
 from cnn_mnist.serving.app import create_app
 from cnn_mnist.serving.canary import SHIPPED, load_canary
-from cnn_mnist.core.errors import UsageError
 from cnn_mnist.serving.inference import ModelCheckError
 
 TF = "v1/models/cnn-mnist"

@@ -11,11 +11,11 @@ import h5py
 import keras
 import numpy as np
 import pytest
+from conftest import ROOT, free_port, wait_ready
 
 from cnn_mnist.core.data import sha256_file
 from cnn_mnist.serving.app import create_app
 from cnn_mnist.training import hdf5
-from conftest import ROOT, free_port, wait_ready
 
 
 def into_the_next_second():

@@ -78,7 +78,7 @@ def test_every_form_answers_with_the_image_the_model_saw(client, digits, model_i
         assert len(answers) == (count or 1), name
         (batch,) = model_inputs
         assert len(batch) == len(answers), name
-        for answer, seen in zip(answers, batch):
+        for answer, seen in zip(answers, batch, strict=True):
             np.testing.assert_array_equal(decoded(answer), (seen[..., 0] * 255).round(), err_msg=name)
             assert decoded(answer).max() == 255, name  # ink bright, as MNIST
 

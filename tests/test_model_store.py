@@ -8,9 +8,9 @@ import pytest
 from conftest import metric
 from model_variants import nudged, save_variant
 
+from cnn_mnist.core.data import sha256_file
 from cnn_mnist.serving import model_store
 from cnn_mnist.serving.app import create_app
-from cnn_mnist.core.data import sha256_file
 
 TF = "/v1/models/cnn-mnist"
 

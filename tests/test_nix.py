@@ -15,9 +15,7 @@ import re
 from pathlib import Path
 
 import pytest
-
-from nixeval import ROOT, HARNESS, NIX_FILES, run_nix, eval_json
-
+from nixeval import HARNESS, NIX_FILES, ROOT, eval_json, run_nix
 
 # --- parsing -----------------------------------------------------------------
 

@@ -11,10 +11,9 @@ import json
 import zipfile
 from pathlib import Path
 
+import nixbuild
 import numpy as np
 import pytest
-
-import nixbuild
 from conftest import DATASET
 from nixeval import ROOT
 

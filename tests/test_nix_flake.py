@@ -12,8 +12,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
-
-from nixeval import HARNESS, ROOT, nixpkgs_lib, eval_json, run_nix
+from nixeval import HARNESS, ROOT, eval_json, nixpkgs_lib, run_nix
 
 
 def flake_expr(root: Path | None = None) -> str:

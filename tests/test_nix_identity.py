@@ -11,9 +11,8 @@ import shutil
 import subprocess
 from pathlib import Path
 
-import pytest
-
 import nixbuild
+import pytest
 from nixeval import ROOT
 
 

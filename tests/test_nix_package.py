@@ -7,8 +7,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
-
-from nixeval import HARNESS, ROOT, nixpkgs_lib, eval_json, eval_error
+from nixeval import HARNESS, eval_error, eval_json, nixpkgs_lib
 
 TENSORFLOW_ONLY = {
     "tensorflow",

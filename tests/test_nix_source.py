@@ -9,8 +9,7 @@ import shutil
 from pathlib import Path
 
 import pytest
-
-from nixeval import HARNESS, ROOT, nixpkgs_lib, eval_json, run_nix
+from nixeval import HARNESS, ROOT, eval_json, nixpkgs_lib, run_nix
 
 COPIED = [
     "pyproject.toml",

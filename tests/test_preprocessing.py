@@ -8,10 +8,10 @@ from canvas_drawings import canvas_drawing
 from conftest import DATASET
 from PIL import Image
 
-from cnn_mnist.serving.app import create_app
 from cnn_mnist.core.errors import UsageError
-from cnn_mnist.serving.inference import Predictor
 from cnn_mnist.core.preprocessing import mnist_like, to_model_input
+from cnn_mnist.serving.app import create_app
+from cnn_mnist.serving.inference import Predictor
 
 COUNT = 50
 REDRAWN = 1000  # test digits re-rendered as canvas drawings: enough for 0.01 px and 0.5-point resolution

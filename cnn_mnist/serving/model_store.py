@@ -19,8 +19,8 @@ import os
 import threading
 from dataclasses import dataclass, field, replace
 
-from .canary import CanarySet, score
 from ..core.data import sha256_file
+from .canary import CanarySet, score
 from .heap import pin_mmap_threshold, release_memory
 from .inference import ModelCheckError, Predictor
 

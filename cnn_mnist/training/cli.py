@@ -6,11 +6,11 @@ import importlib.util
 import os
 import sys
 
-from .artifact import check_writable_parent
 from ..core.backends import BACKENDS, DEFAULT_BACKEND, check_backend
 from ..core.cli import ArgumentParser, add_verbose_option, fail, fraction, import_keras, positive_float, positive_int
 from ..core.data import load_dataset
 from ..core.errors import UsageError
+from .artifact import check_writable_parent
 from .defaults import TRAINING
 from .interrupts import Interrupted, StopSignals
 
