@@ -18,9 +18,9 @@ import tempfile
 from datetime import datetime, timezone
 
 import numpy as np
-
 from loadgen import LoadGenerator
 from serve import ROOT, free_port, percentile, start_server, stop_servers
+
 from train import cpu_description
 
 GOAL_RATIO, GOAL_P99_MS = 2.5, 50.0
