@@ -3,9 +3,7 @@
 (`mnist_like` is tested in test_preprocessing.py.)
 """
 
-import gzip
 import os
-import struct
 
 import numpy as np
 import pytest
@@ -15,29 +13,9 @@ from cnn_mnist.core.errors import UsageError
 from cnn_mnist.core.preprocessing import to_model_input
 
 from conftest import DATASET
+from helpers import tiny_arrays, write_corrupt_file, write_idx_dir
 
 KEYS = ("x_train", "y_train", "x_test", "y_test")
-
-
-def idx_bytes(array) -> bytes:
-    """An IDX file of unsigned bytes: magic 0x00 0x00 0x08 ndim, big-endian dimensions, then the data."""
-    array = np.ascontiguousarray(array, dtype=np.uint8)
-    return bytes([0, 0, 0x08, array.ndim]) + struct.pack(f">{array.ndim}I", *array.shape) + array.tobytes()
-
-
-def write_idx_dir(directory, arrays, gz=True, dotted=False):
-    """Write the four MNIST IDX files for `arrays` into `directory` (as published: gzipped or raw, two spellings)."""
-    os.makedirs(directory, exist_ok=True)
-    for key, stem in IDX_FILES.items():
-        name = stem.replace("-idx", ".idx") if dotted else stem
-        data = idx_bytes(arrays[key])
-        if gz:
-            with gzip.open(os.path.join(directory, name + ".gz"), "wb") as stream:
-                stream.write(data)
-        else:
-            with open(os.path.join(directory, name), "wb") as stream:
-                stream.write(data)
-    return directory
 
 
 @pytest.fixture(scope="module")
@@ -50,16 +28,6 @@ def real_arrays():
             "x_test": archive["x_test"][:500],
             "y_test": archive["y_test"][:500],
         }
-
-
-def tiny_arrays(n=8):
-    rng = np.random.default_rng(0)
-    return {
-        "x_train": rng.integers(0, 256, (n, 28, 28), dtype=np.uint8),
-        "y_train": np.arange(n, dtype=np.uint8) % 10,
-        "x_test": rng.integers(0, 256, (n // 2, 28, 28), dtype=np.uint8),
-        "y_test": np.arange(n // 2, dtype=np.uint8) % 10,
-    }
 
 
 # ---- the two layouts ----------------------------------------------------------------------------------------
@@ -146,21 +114,6 @@ def test_npz_valid_variants_accepted(tmp_path):
     np.savez_compressed(tmp_path / "ok.npz", **arrays)
     dataset = load_dataset(str(tmp_path / "ok.npz"))
     assert np.array_equal(dataset.y_train, arrays["y_train"])
-
-
-def write_corrupt_file(path):
-    rng = np.random.default_rng(1)
-    contents = {
-        "random-bytes.npz": rng.integers(0, 256, 4096, dtype=np.uint8).tobytes(),
-        "truncated.npz": DATASET.read_bytes()[: DATASET.stat().st_size // 2],
-        "empty.npz": b"",
-        "text.npz": b"x_train,y_train\n1,2\n",
-    }
-    if path.name in contents:
-        path.write_bytes(contents[path.name])
-    else:  # a .npy holds one array, not a .npz archive
-        np.save(path, np.zeros((3, 28, 28), np.uint8))
-    return path
 
 
 @pytest.mark.parametrize("name", ["random-bytes.npz", "truncated.npz", "empty.npz", "text.npz"])

@@ -17,8 +17,8 @@ import time
 import numpy as np
 import pytest
 from conftest import DATASET, start_server
+from helpers import Hammer, get, stop
 from model_variants import nudged, save_variant
-from test_serve import Hammer, get, stop
 
 RELOADS = 15
 MAX_GROWTH_MB = 80

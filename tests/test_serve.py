@@ -1,25 +1,26 @@
 """`cnn-mnist` as a real server process: the CLI, SIGHUP model swaps under load, SIGTERM drain, backends, .h5."""
 
+import http.client
 import json
 import os
 import re
 import shutil
 import signal
 import subprocess
-import sys
 import threading
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 
 import numpy as np
 import pytest
 from backend_hook import hook_env
 from conftest import DATASET, ROOT, free_port, metric, start_server, wait_ready
+from helpers import SERVE, Hammer, assert_usage_error, get, post, run_cli, stop, wait_until
 
 from cnn_mnist.serving.inference import Predictor
 
-SERVE = [sys.executable, "-m", "cnn_mnist.serving.cli"]
 URL_LINE = re.compile(r"cnn-mnist: serving model \S+ version (\d+) \((\w+)\) at (http://\S+/)")
 
 
@@ -27,35 +28,6 @@ URL_LINE = re.compile(r"cnn-mnist: serving model \S+ version (\d+) \((\w+)\) at 
 def digits():
     with np.load(DATASET) as data:
         return data["x_test"][:8], data["y_test"][:8]
-
-
-def post(url, body, timeout=30):
-    """POST JSON; returns (status, parsed body) for any HTTP status."""
-    request = urllib.request.Request(url, json.dumps(body).encode(), {"Content-Type": "application/json"})
-    try:
-        with urllib.request.urlopen(request, timeout=timeout) as response:
-            return response.status, json.loads(response.read())
-    except urllib.error.HTTPError as error:
-        return error.code, json.loads(error.read())
-
-
-def get(url):
-    with urllib.request.urlopen(url, timeout=10) as response:
-        return response.read().decode()
-
-
-def run_cli(*args, env=None):
-    return subprocess.run([*SERVE, *map(str, args)], capture_output=True, text=True, timeout=120, cwd=ROOT,
-                          env={**os.environ, **(env or {})})
-
-
-def assert_usage_error(result, *words):
-    assert result.returncode == 2, result.stderr
-    assert "Traceback" not in result.stderr and result.stdout == ""
-    errors = [line for line in result.stderr.splitlines() if line.startswith("cnn-mnist: error: ")]
-    assert len(errors) == 1 and errors[0] == result.stderr.strip().splitlines()[-1], result.stderr
-    for word in words:
-        assert word in errors[0], errors[0]
 
 
 @pytest.mark.parametrize("args, env, words", [
@@ -95,19 +67,6 @@ def launch(*args, env):
         pytest.fail(f"no URL line: {line!r} {process.stderr.read()}")
     wait_ready(match.group(3), process)
     return process, match
-
-
-def stop(process, log=None):
-    """SIGTERM; asserts a clean exit and returns what the server logged (`log`: lines a reader already took)."""
-    process.send_signal(signal.SIGTERM)
-    try:
-        code = process.wait(timeout=60)
-    except subprocess.TimeoutExpired:
-        process.kill()
-        pytest.fail(f"no exit 60 s after SIGTERM; log: {''.join(log or [])[-3000:]}")
-    text = "".join(log) if log is not None else process.stderr.read()
-    assert code == 0, text
-    return text
 
 
 def read_log(process):
@@ -158,47 +117,6 @@ def test_flags_win_over_the_environment_and_jax_serves(trained_model, digits):
         assert status == 200 and len(tf_serving["predictions"]) == 2
     finally:
         stop(process)
-
-
-class Hammer:
-    """Threads POSTing /predict without pause, recording (status, model version) of every answer."""
-
-    def __init__(self, url, body, threads=4):
-        self.url, self.body, self.done = url + "predict", body, threading.Event()
-        self.results = [[] for _ in range(threads)]
-        self.threads = [threading.Thread(target=self._run, args=(r,)) for r in self.results]
-        for thread in self.threads:
-            thread.start()
-
-    def _run(self, results):
-        while not self.done.is_set():
-            try:
-                status, answer = post(self.url, self.body)
-                results.append((status, answer["model"]["version"] if status == 200 else answer))
-            except Exception as error:  # a dropped connection is a failed request too
-                results.append((None, repr(error)))
-
-    def count(self):
-        return sum(map(len, self.results))
-
-    def wait_for(self, more, timeout=60):
-        target, deadline = self.count() + more, time.monotonic() + timeout
-        while self.count() < target and time.monotonic() < deadline:
-            time.sleep(0.05)
-        assert self.count() >= target, "the server stopped answering"
-
-    def stop(self):
-        self.done.set()
-        for thread in self.threads:
-            thread.join(timeout=60)
-        return self.results
-
-
-def wait_until(condition, timeout=90):
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, "timed out"
-        time.sleep(0.2)
 
 
 def add_version(versions, number, write):
@@ -279,24 +197,45 @@ def refused_unread(request) -> bool:
     return False
 
 
+def queues(local_port, remote_port):
+    """(send, receive) queue bytes of the loopback TCP socket local_port -> remote_port (/proc/net/tcp), or None."""
+    with open("/proc/net/tcp") as table:
+        for line in list(table)[1:]:
+            local, remote, _, queue = line.split()[1:5]
+            if (int(local.split(":")[1], 16), int(remote.split(":")[1], 16)) == (local_port, remote_port):
+                return tuple(int(side, 16) for side in queue.split(":"))
+    return None
+
+
 @pytest.mark.slow
 def test_body_limit_then_sigterm_drains_the_request_in_flight_and_exits_0(trained_model, digits):
-    # A lone request waits up to 1 s for others to share its batch: it is in flight when SIGTERM comes.
+    # A lone request waits 1 s for others to share its batch: SIGTERM comes once waitress has read all of it.
     process, url = start_server(trained_model, "--max-batch-delay-ms", 1000, "--max-body-bytes", 8000)
     status, error = post(url + "predict", {"pixels": [255] * 784 + [0] * 4000})  # ~16 kB
     assert status == 413 and "8000-byte limit" in error["error"]
     huge = urllib.request.Request(url + "predict", b"[" + b"0," * 500_000 + b"0]", {"Content-Type": "application/json"})
     assert refused_unread(huge)  # past waitress' own limit
-    answers = []
-    client = threading.Thread(target=lambda: answers.append(post(url + "predict", {"pixels": digits[0][0].tolist()})))
+    port, answers = urllib.parse.urlsplit(url).port, []
+    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+    connection.request("POST", "/predict", json.dumps({"pixels": digits[0][0].tolist()}),
+                       {"Content-Type": "application/json"})
+
+    def receive():
+        response = connection.getresponse()
+        answers.append((response.status, json.loads(response.read()), time.monotonic()))
+
+    client = threading.Thread(target=receive)
     client.start()
-    time.sleep(0.4)
-    assert not answers, "the request finished before SIGTERM could be sent"
+    ours = connection.sock.getsockname()[1]
+    # in flight: the server's kernel has every byte (none unacknowledged here), and waitress has read them all
+    wait_until(lambda: queues(ours, port)[0] == 0 and queues(port, ours)[1] == 0, timeout=30, step=0.01)
+    signalled = time.monotonic()
     process.send_signal(signal.SIGTERM)
     assert process.wait(timeout=60) == 0
     client.join(timeout=30)
-    assert len(answers) == 1 and answers[0][0] == 200, answers
-    assert answers[0][1]["digit"] == digits[1][0]
+    (status, answer, answered), = answers
+    assert status == 200 and answer["digit"] == digits[1][0], answer
+    assert answered > signalled, "answered before SIGTERM: the drain was not tested"
     with pytest.raises(urllib.error.URLError) as refused:
         urllib.request.urlopen(url + "healthz", timeout=5)
     assert isinstance(refused.value.reason, ConnectionRefusedError)
@@ -313,8 +252,10 @@ def test_sigterm_under_load_exits_0_and_fails_no_request(trained_model, digits):
         while not done.is_set():
             try:
                 statuses.append(post(url + "predict", {"pixels": digits[0][0].tolist()})[0])
-            except (urllib.error.URLError, ConnectionError):
-                return  # the server stopped listening: expected once it drains
+            except Exception as error:  # a reset or a connection closed unanswered is a failed request
+                if not isinstance(getattr(error, "reason", None), ConnectionRefusedError):
+                    statuses.append(repr(error))
+                return  # refused: the server stopped listening, as it does once it drains
 
     clients = [threading.Thread(target=hammer) for _ in range(6)]
     for client in clients:

@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 from backend_hook import CHATTER, hook_env
 from conftest import DATASET, ROOT, run_trainer, tree
-from test_data import tiny_arrays, write_corrupt_file, write_idx_dir
+from helpers import tiny_arrays, write_corrupt_file, write_idx_dir
 
 from cnn_mnist.core.data import load_dataset, sha256_file
 

@@ -20,8 +20,8 @@ import numpy as np
 import pytest
 from PIL import Image
 from conftest import DATASET, metric, start_server
+from helpers import Hammer, get, stop, wait_until
 from model_variants import nudged, save_variant
-from test_serve import Hammer, get, stop, wait_until
 
 from cnn_mnist.serving.app import create_app
 from cnn_mnist.serving.inference import ModelCheckError
