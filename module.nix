@@ -182,6 +182,51 @@ in
       '';
     };
 
+    maxImagesPerRequest = mkOption {
+      type = types.ints.positive;
+      default = defaults.max_images_per_request;
+      example = 16;
+      description = ''
+        The most images one request may hold, in any form
+        (`--max-images-per-request`); more are refused with a 413 before
+        any is decoded.
+      '';
+    };
+
+    maxImagePixels = mkOption {
+      type = types.ints.positive;
+      default = defaults.max_image_pixels;
+      example = 1048576;
+      description = ''
+        The most pixels one uploaded image may have, read from its header
+        before it is decoded (`--max-image-pixels`); the default fits a
+        12-megapixel phone photo.
+      '';
+    };
+
+    maxRequestPixels = mkOption {
+      type = types.ints.positive;
+      default = defaults.max_request_pixels;
+      example = 4194304;
+      description = ''
+        The most pixels one request's uploaded images may have together,
+        read from their headers before any is decoded
+        (`--max-request-pixels`).
+      '';
+    };
+
+    maxInFlight = mkOption {
+      type = types.ints.positive;
+      default = defaults.max_in_flight;
+      example = 8;
+      description = ''
+        Prediction requests answered at once (`--max-in-flight`); more are
+        refused at once with a 503 and `Retry-After`.  Keep it below
+        `threads`, so that threads are left to answer health checks,
+        metrics and refusals at once.
+      '';
+    };
+
     drainSeconds = mkOption {
       type = types.numbers.positive;
       default = defaults.drain_seconds;
@@ -347,6 +392,14 @@ in
             (toString cfg.threads)
             "--max-body-bytes"
             (toString cfg.maxBodyBytes)
+            "--max-images-per-request"
+            (toString cfg.maxImagesPerRequest)
+            "--max-image-pixels"
+            (toString cfg.maxImagePixels)
+            "--max-request-pixels"
+            (toString cfg.maxRequestPixels)
+            "--max-in-flight"
+            (toString cfg.maxInFlight)
             "--drain-seconds"
             (number cfg.drainSeconds)
             "--connection-limit"

@@ -9,7 +9,7 @@ import pytest
 from conftest import metric
 from PIL import Image
 
-from cnn_mnist.serving.app import create_app
+from cnn_mnist.serving.app import DEFAULTS, create_app
 from cnn_mnist.core.data import sha256_file
 from cnn_mnist.serving.inference import Predictor
 
@@ -93,9 +93,11 @@ def test_pixels_single_image_forms(client, test_set, predictor, form):
 
 def test_accuracy_through_the_api_matches_the_model(client, test_set, predictor, trained_model):
     images, labels = test_set[0][:200], test_set[1][:200]
-    response = client.post("/predict", json={"pixels": images.tolist()})
-    assert response.status_code == 200
-    digits = np.array([answer["digit"] for answer in response.json])
+    per_request = DEFAULTS["MAX_IMAGES_PER_REQUEST"]  # a request holds at most that many (test_cost_limits.py)
+    responses = [client.post("/predict", json={"pixels": images[i : i + per_request].tolist()})
+                 for i in range(0, len(images), per_request)]
+    assert [response.status_code for response in responses] == [200] * len(responses)
+    digits = np.array([answer["digit"] for response in responses for answer in response.json])
     assert (digits == labels).mean() >= 0.95
     assert digits.tolist() == expected_digits(predictor, images)
     # and the same as Keras' own predict() on the saved file

@@ -10,8 +10,10 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from PIL import Image
 
+from cnn_mnist.core.errors import ImageError, UsageError
+from cnn_mnist.core.preprocessing import mnist_like
 from cnn_mnist.serving.app import create_app
-from cnn_mnist.serving.inputs import _leaf_types, only_numbers_under, pixel_array
+from cnn_mnist.serving.inputs import Budget, InputError, _leaf_types, decode_images, only_numbers_under, pixel_array
 
 TF = "/v1/models/cnn-mnist:predict"
 ZEROS = [[0] * 28] * 28
@@ -167,11 +169,29 @@ def bomb(mode, side, fmt="PNG"):
 def test_decompression_bomb_is_refused_before_decoding(client, mode, side):
     data = bomb(mode, side)
     assert len(data) < 1024 * 1024
-    error = assert_client_error(client.post("/predict", json={"image": b64(data)}), (400, 413))
+    error = assert_client_error(client.post("/predict", json={"image": b64(data)}), (413,))
     assert "pixels" in error or "image" in error
     multipart = client.post("/predict", data={"image": (io.BytesIO(data), "bomb.png")})
-    assert_client_error(multipart, (400, 413))
+    assert_client_error(multipart, (413,))
     assert_still_serving(client)
+
+
+@pytest.mark.parametrize("side", [5000, 10000, 20000])  # under, inside and past PIL's warning band (89-179 Mpx)
+@pytest.mark.filterwarnings("ignore::PIL.Image.DecompressionBombWarning")  # PIL warns; the size check refuses
+def test_the_size_check_alone_refuses_a_bomb_without_decoding_it(side, monkeypatch):
+    """No warnings filter (global, not thread-safe) is needed: the header's size is checked before load()."""
+    monkeypatch.setattr("PIL.ImageFile.ImageFile.load", lambda image: pytest.fail("an image was decoded"))
+    with pytest.raises(InputError) as refused:
+        decode_images([bomb("1", side)], Budget(images=1, image_pixels=4096 * 3072, request_pixels=4096 * 3072))
+    assert refused.value.status == 413
+    assert "pixels" in str(refused.value)
+
+
+def test_an_image_without_ink_is_an_image_error_not_a_usage_error():
+    """The CLI's UsageError (print one line, exit 2) has no place on the serving path."""
+    with pytest.raises(ImageError, match="no ink") as raised:
+        mnist_like(Image.new("L", (28, 28)))
+    assert not isinstance(raised.value, UsageError)
 
 
 def test_image_pixel_limit_is_configurable(trained_model):
@@ -269,6 +289,7 @@ def test_a_body_of_numbers_is_checked_and_converted_as_before():
     raw = b'{"pixels": [[0, 1e2, 255.0, 2E-3]]}'
     value = json.loads(raw)["pixels"]
     assert only_numbers_under(raw, "pixels")
-    fast = pixel_array([value[0] * 196], unit_range_only=False, numbers_only=True)
-    scanned = pixel_array([value[0] * 196], unit_range_only=False)
+    budget = Budget(images=1, image_pixels=1, request_pixels=1)
+    fast = pixel_array([value[0] * 196], budget, unit_range_only=False, numbers_only=True)
+    scanned = pixel_array([value[0] * 196], budget, unit_range_only=False)
     assert fast[1] == scanned[1] and np.array_equal(fast[0], scanned[0])

@@ -164,6 +164,10 @@ def test_module_rejects_ill_typed_values(settings: dict, message: str):
 FLAGS = {  # option -> (flag, key in server-defaults.json)
     "threads": ("--threads", "threads"),
     "maxBodyBytes": ("--max-body-bytes", "max_body_bytes"),
+    "maxImagesPerRequest": ("--max-images-per-request", "max_images_per_request"),
+    "maxImagePixels": ("--max-image-pixels", "max_image_pixels"),
+    "maxRequestPixels": ("--max-request-pixels", "max_request_pixels"),
+    "maxInFlight": ("--max-in-flight", "max_in_flight"),
     "drainSeconds": ("--drain-seconds", "drain_seconds"),
     "connectionLimit": ("--connection-limit", "connection_limit"),
     "channelTimeout": ("--channel-timeout", "channel_timeout"),
@@ -180,23 +184,28 @@ def flag_values(exec_start: str) -> dict:
 def test_module_server_settings_default_to_server_defaults_json():
     r = eval_module()
     flags = flag_values(r["service"]["serviceConfig"]["ExecStart"])
+    # every option as module.nix declares it (nixosOptionsDoc's reading), without a list of names to keep
+    declared = {o["name"]: o for o in eval_json(HARNESS / "options-doc.nix", "--argstr", "nixpkgsLib", nixpkgs_lib())}
     for option, (flag, key) in FLAGS.items():
-        assert r["options"][option]["default"] == SERVER_DEFAULTS[key], option
+        declaration = declared[f"services.cnn-mnist.{option}"]
+        assert float(declaration["default"]["text"]) == SERVER_DEFAULTS[key], option
         assert float(flags[flag]) == SERVER_DEFAULTS[key], flag
-        assert r["options"][option]["hasDescription"] and r["options"][option]["hasExample"]
+        assert declaration["description"] and declaration["example"] is not None, option
     assert "--canary" not in flags  # the canary set shipped in the package
     # systemd must not kill the server while it drains
     assert r["service"]["serviceConfig"]["TimeoutStopSec"] > SERVER_DEFAULTS["drain_seconds"]
 
 
 def test_module_server_settings_reach_the_command_line():
-    r = eval_module({"threads": 3, "maxBodyBytes": 1000, "drainSeconds": 2.5, "connectionLimit": 50,
+    r = eval_module({"threads": 3, "maxBodyBytes": 1000, "maxImagesPerRequest": 4, "maxImagePixels": 5000,
+                     "maxRequestPixels": 6000, "maxInFlight": 2, "drainSeconds": 2.5, "connectionLimit": 50,
                      "channelTimeout": 7, "minAccuracy": 0.97, "maxRegression": 0.005,
                      "canary": "/srv/canary.npz"})
     sc = r["service"]["serviceConfig"]
     assert flag_values(sc["ExecStart"]) | {} == {
         "--host": "127.0.0.1", "--port": "8080", "--backend": "tensorflow", "--threads": "3",
-        "--max-body-bytes": "1000", "--drain-seconds": "2.5", "--connection-limit": "50",
+        "--max-body-bytes": "1000", "--max-images-per-request": "4", "--max-image-pixels": "5000",
+        "--max-request-pixels": "6000", "--max-in-flight": "2", "--drain-seconds": "2.5", "--connection-limit": "50",
         "--channel-timeout": "7", "--min-accuracy": "0.97", "--max-regression": "0.005",
         "--canary": "/srv/canary.npz",
     }
@@ -207,6 +216,7 @@ def test_module_server_settings_reach_the_command_line():
 @pytest.mark.parametrize("settings, message", [
     ({"minAccuracy": 1.5}, "between 0 and 1"), ({"maxRegression": -0.1}, "between 0 and 1"),
     ({"drainSeconds": 0}, "positive"), ({"maxBodyBytes": 0}, "positive integer"),
+    ({"maxInFlight": 0}, "positive integer"),
 ])
 def test_module_rejects_bad_server_settings(settings: dict, message: str):
     assert message in eval_error(HARNESS / "module-eval.nix", *module_args(settings))

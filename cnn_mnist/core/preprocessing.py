@@ -11,7 +11,7 @@ import io
 import numpy as np
 from PIL import Image
 
-from .errors import UsageError
+from .errors import ImageError
 
 SIDE = 28  # MNIST images are 28x28 ...
 BOX = 20  # ... with the digit scaled into a 20x20 box ...
@@ -50,11 +50,11 @@ def mnist_like(image: Image.Image) -> np.ndarray:
 
     Grayscale (ink from alpha when the image is transparent), inverted when the background is light,
     cropped to the ink's bounding box, the longer side scaled to 20 px keeping the aspect ratio, then
-    placed in 28x28 with the centre of mass where MNIST has it (`CENTRE`).
+    placed in 28x28 with the centre of mass where MNIST has it (`CENTRE`). An image without ink raises ImageError.
     """
     ink = _ink(image)
     if ink.max() == 0:
-        raise UsageError("the image holds no ink: draw or upload a digit")
+        raise ImageError("the image holds no ink: draw or upload a digit")
     threshold = INK_THRESHOLD * ink.max()
     rows = np.flatnonzero(ink.max(axis=1) > threshold)
     cols = np.flatnonzero(ink.max(axis=0) > threshold)

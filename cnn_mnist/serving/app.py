@@ -3,8 +3,10 @@
 `create_app` is a Flask app factory; `cnn_mnist.serving.cli` runs it under waitress.
 """
 
+import functools
 import logging
 import re
+import threading
 import time
 from types import SimpleNamespace
 
@@ -19,11 +21,12 @@ from . import openapi
 from .batching import MicroBatcher
 from .canary import CanarySet, load_canary
 from .defaults import SERVER
-from .inputs import InputError, decode_base64_image, decode_image, only_numbers_under, pixel_array, tf_serving_input
+from .inputs import (Budget, InputError, decode_base64_images, decode_images, only_numbers_under, pixel_array,
+                     tf_serving_input)
 from .jsonio import FastJSONProvider
 from .metrics import Metrics
 from .model_store import ModelStore, NotServed
-from ..core.preprocessing import png_data_url, to_model_input
+from ..core.preprocessing import png_data_url
 
 log = logging.getLogger(__name__)
 MODEL_NAME = NAME
@@ -32,11 +35,28 @@ DEFAULTS = {
     "MAX_BATCH_SIZE": SERVER["max_batch_size"],  # images per forward pass
     "MAX_BATCH_DELAY_MS": SERVER["max_batch_delay_ms"],  # how long a request may wait for others to share its batch
     "MAX_BODY_BYTES": SERVER["max_body_bytes"],
-    "MAX_IMAGE_PIXELS": 4096 * 4096,  # larger uploads are refused before decoding (decompression bombs)
+    # What one request may cost (inputs.Budget), checked on the image headers before anything is decoded:
+    "MAX_IMAGES_PER_REQUEST": SERVER["max_images_per_request"],
+    "MAX_IMAGE_PIXELS": SERVER["max_image_pixels"],
+    "MAX_REQUEST_PIXELS": SERVER["max_request_pixels"],
+    "MAX_IN_FLIGHT": SERVER["max_in_flight"],  # prediction requests answered at once; more get a 503
     "CANARY": None,  # a path (Keras mnist.npz or IDX directory), a loaded CanarySet, or None for the shipped set
     "MIN_ACCURACY": SERVER["min_accuracy"],  # canary accuracy below which a model never serves
     "MAX_REGRESSION": SERVER["max_regression"],  # how far below the serving model a reloaded one may score
 }
+
+
+# What a 503 asks a client to wait: a full server answers within it (p99 0.16 s with --max-in-flight 16 and
+# twice as many clients, on 2 CPUs: bench/cost_limits.py), and HTTP counts it in whole seconds.
+RETRY_AFTER_SECONDS = 1
+
+
+class NotFoundError(Exception):
+    """No such model version (a 404, as TensorFlow Serving's NOT_FOUND): the client named what is not there."""
+
+
+class UnavailableError(Exception):
+    """The server cannot take the request now (a 503 with Retry-After): the same request may succeed later."""
 
 
 class OtherModelName(BaseConverter):
@@ -92,11 +112,37 @@ def _classify(batcher, images: np.ndarray, predictor):
     try:
         return batcher.predict(images, predictor)
     except TimeoutError:
-        raise InputError("the model is overloaded; try again", 503) from None
+        raise UnavailableError("the model is overloaded; try again") from None
+
+
+def _admitting(limit: int, metrics):
+    """A decorator for the routes that decode and classify: at most `limit` requests in them at once.
+
+    Past it a request is refused at once, before its body is parsed, instead of waiting for CPU that
+    the requests ahead of it already share; `metrics` shows those in flight and those refused.
+    """
+    slots = threading.BoundedSemaphore(limit)
+    metrics.max_in_flight.set(limit)
+
+    def decorate(view):
+        @functools.wraps(view)
+        def admitted(*args, **kwargs):
+            if not slots.acquire(blocking=False):
+                metrics.refused.inc()
+                raise UnavailableError(f"the server is answering {limit} predictions already; try again")
+            try:
+                with metrics.in_flight.track_inprogress():
+                    return view(*args, **kwargs)
+            finally:
+                slots.release()
+        return admitted
+    return decorate
 
 
 def _register_routes(app, store, batcher, metrics):
-    max_pixels = app.config["MAX_IMAGE_PIXELS"]
+    budget = Budget(app.config["MAX_IMAGES_PER_REQUEST"], app.config["MAX_IMAGE_PIXELS"],
+                    app.config["MAX_REQUEST_PIXELS"])
+    admitting = _admitting(app.config["MAX_IN_FLIGHT"], metrics)
 
     @app.get("/")
     def index():
@@ -107,11 +153,13 @@ def _register_routes(app, store, batcher, metrics):
         try:
             return store.find(version, label)
         except NotServed as error:
-            raise InputError(str(error), error.status) from None
+            # as TF Serving answers: an unknown version is NOT_FOUND (404), an unknown label INVALID_ARGUMENT (400)
+            raise (NotFoundError if error.status == 404 else InputError)(str(error)) from None
 
     @app.post("/predict")
+    @admitting
     def predict():
-        images, is_batch, include_input = _predict_request(max_pixels)
+        images, is_batch, include_input = _predict_request(budget)
         probabilities, info = _classify(batcher, images, served(**_version_request()).predictor)
         model = info.as_json()
         answers = [{"digit": int(row.argmax()), "probabilities": row.tolist(), "model": model} for row in probabilities]
@@ -123,9 +171,10 @@ def _register_routes(app, store, batcher, metrics):
     @app.post(f"/v1/models/{MODEL_NAME}:predict")
     @app.post(f"/v1/models/{MODEL_NAME}/versions/<version:version>:predict")
     @app.post(f"/v1/models/{MODEL_NAME}/labels/<label:label>:predict")
+    @admitting
     def tf_serving_predict(version=None, label=None):
         predictor = served(version, label).predictor
-        images, key = tf_serving_input(_json_object(), request.get_data())
+        images, key = tf_serving_input(_json_object(), request.get_data(), budget)
         probabilities, _ = _classify(batcher, images, predictor)
         return jsonify({key: probabilities.tolist()})
 
@@ -137,7 +186,7 @@ def _register_routes(app, store, batcher, metrics):
             version = served(label=label).predictor.info.version
         status = store.status(only=version)
         if not status:
-            raise InputError(f"Could not find version {version} of model {MODEL_NAME}", 404)
+            raise NotFoundError(f"Could not find version {version} of model {MODEL_NAME}")
         return jsonify({"model_version_status": status})
 
     @app.get(f"/v1/models/{MODEL_NAME}/metadata")
@@ -199,7 +248,7 @@ def _version_request() -> dict:
     return {key: str(int(value)) if key == "version" else value for key, value in chosen.items()}
 
 
-def _predict_request(max_pixels: int):
+def _predict_request(budget: Budget):
     """The /predict body in any of its forms → (images, whether the client sent a batch, include_input)."""
     if request.mimetype == "multipart/form-data":
         uploads = request.files.getlist("image")
@@ -208,8 +257,7 @@ def _predict_request(max_pixels: int):
         include_input = request.form.get("include_input", "false")
         if include_input not in ("true", "false"):
             raise InputError('the form field "include_input" must be true or false')
-        digits = [decode_image(upload.read(), max_pixels) for upload in uploads]
-        return to_model_input(np.stack(digits)), len(uploads) > 1, include_input == "true"
+        return decode_images([upload.read() for upload in uploads], budget), len(uploads) > 1, include_input == "true"
     body = _json_object()
     include_input = body.get("include_input", False)
     if not isinstance(include_input, bool):
@@ -219,13 +267,12 @@ def _predict_request(max_pixels: int):
         raise InputError('send exactly one of "image" (base64 or data: URL), "images" (a list), or "pixels"')
     if forms[0] == "pixels":
         numbers_only = only_numbers_under(request.get_data(), "pixels")  # the bytes get_json has cached
-        return *pixel_array(body["pixels"], unit_range_only=False, numbers_only=numbers_only), include_input
+        return *pixel_array(body["pixels"], budget, unit_range_only=False, numbers_only=numbers_only), include_input
     is_batch = forms[0] == "images"
     encoded = body["images"] if is_batch else [body["image"]]
     if not isinstance(encoded, list) or not encoded:
         raise InputError('"images" must be a non-empty list of base64 images')
-    digits = [decode_base64_image(value, max_pixels) for value in encoded]
-    return to_model_input(np.stack(digits)), is_batch, include_input
+    return decode_base64_images(encoded, budget), is_batch, include_input
 
 
 def _register_errors(app, metrics):
@@ -244,6 +291,14 @@ def _register_errors(app, metrics):
     @app.errorhandler(InputError)
     def input_error(error):
         return jsonify({"error": str(error)}), error.status
+
+    @app.errorhandler(NotFoundError)
+    def not_found(error):
+        return jsonify({"error": str(error)}), 404
+
+    @app.errorhandler(UnavailableError)
+    def unavailable(error):
+        return jsonify({"error": str(error)}), 503, {"Retry-After": str(RETRY_AFTER_SECONDS)}
 
     @app.errorhandler(RequestEntityTooLarge)
     def too_large(error):

@@ -29,6 +29,25 @@ class Metrics:
         self.swaps = Counter(
             "cnn_mnist_model_swaps", "Model reloads by result (swapped, refused)", ["result"], registry=self.registry
         )
+        # Overload (docs/operations.md, "Limits and overload"): the app's own bound, then waitress' queue.
+        self.in_flight = Gauge(
+            "cnn_mnist_in_flight", "Prediction requests being answered (decoded, classified)", registry=self.registry
+        )
+        self.max_in_flight = Gauge(
+            "cnn_mnist_max_in_flight", "--max-in-flight: predictions answered at once before a 503", registry=self.registry
+        )
+        self.refused = Counter(
+            "cnn_mnist_refused", "Prediction requests refused with a 503 because --max-in-flight were in flight",
+            registry=self.registry,
+        )
+        self.waiting = Gauge(
+            "cnn_mnist_waiting", "Connections with a request waiting in waitress' queue for a free thread",
+            registry=self.registry,
+        )
+        self.queued = Counter(
+            "cnn_mnist_queued", "Requests that found every waitress thread busy (its 'Task queue depth' warnings)",
+            registry=self.registry,
+        )
 
     def record_batch(self, size: int) -> None:
         self.batch_size.observe(size)

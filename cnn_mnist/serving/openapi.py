@@ -68,9 +68,13 @@ def _json(schema, description="OK"):
 _ERRORS = {
     "400": _json(_ref("Error"), "Malformed input"),
     "404": _json(_ref("Error"), "No such model version"),
-    "413": _json(_ref("Error"), "The body or the image is too large"),
+    "413": _json(_ref("Error"), "Over a limit: the body's bytes, the images in the request, the pixels of one "
+                 "image or of all of them (read from the image headers, before decoding)"),
     "415": _json(_ref("Error"), "An image format that is not supported"),
-    "503": _json(_ref("Error"), "Overloaded; try again"),
+    "503": {**_json(_ref("Error"), "Overloaded: as many predictions as the server answers at once are in flight, "
+                    "or none answered in time; send it again after Retry-After"),
+            "headers": {"Retry-After": {"description": "Seconds to wait before sending the request again",
+                                        "schema": {"type": "integer", "minimum": 1}}}},
 }
 
 

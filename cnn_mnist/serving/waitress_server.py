@@ -41,6 +41,27 @@ def create_server(app, **settings):
     return server
 
 
+def export_queue(server, metrics) -> None:
+    """waitress' task queue in /metrics: its length now (`waiting`), and each of its warnings counted (`queued`).
+
+    waitress logs "Task queue depth is N" on `waitress.queue` for every request that finds no idle
+    thread: one line per request exactly when the server is busiest, so the warning is counted, not logged.
+    """
+    metrics.waiting.set_function(lambda: len(server.task_dispatcher.queue))
+    queue_log = logging.getLogger("waitress.queue")
+    queue_log.addHandler(_Counting(metrics.queued))
+    queue_log.propagate = False
+
+
+class _Counting(logging.Handler):
+    def __init__(self, counter):
+        super().__init__(logging.WARNING)
+        self.counter = counter
+
+    def emit(self, record):
+        self.counter.inc()
+
+
 def serve_until(server, stopping) -> None:
     """waitress' `server.run()`, but looking at `stopping` at least every POLL_SECONDS."""
     while not stopping.is_set():
