@@ -1,7 +1,8 @@
 """`cnn-mnist`: serve the model with waitress (the app, the JSON API and the drawing page).
 
-Settings come from flags, else the environment (MODEL, HOST, PORT, KERAS_BACKEND or BACKEND, THREADS),
-else defaults. SIGHUP reloads the model without dropping a request; SIGTERM drains and exits 0.
+Settings come from flags, else the environment (MODEL, HOST, PORT, KERAS_BACKEND or BACKEND, THREADS, and
+the LIMITS' keys in upper case, such as MAX_IN_FLIGHT), else defaults. SIGHUP reloads the model without
+dropping a request; SIGTERM drains and exits 0.
 """
 
 import logging
@@ -11,15 +12,23 @@ import signal
 import sys
 import threading
 
+from . import NAME
 from ..core.backends import BACKENDS, DEFAULT_BACKEND
 from .canary import load_canary
 from ..core.cli import ArgumentParser, add_verbose_option, fail, fraction, import_keras, positive_float, positive_int
 from .defaults import SERVER as DEFAULTS
 from ..core.errors import UsageError
 
-PROG = "cnn-mnist"
+PROG = NAME
 # Descriptors besides the connections: listener, waitress' trigger, logs, model files (8 at rest, measured).
 FD_RESERVE = 64
+# What one request may cost, and how many are answered at once: (flag, key in server-defaults.json, help).
+LIMITS = [
+    ("--max-images-per-request", "max_images_per_request", "images in one request, in any form"),
+    ("--max-image-pixels", "max_image_pixels", "pixels of one uploaded image, read from its header"),
+    ("--max-request-pixels", "max_request_pixels", "pixels of one request's uploaded images together"),
+    ("--max-in-flight", "max_in_flight", "prediction requests answered at once; more get a 503 at once"),
+]
 
 
 def build_parser() -> ArgumentParser:
@@ -42,6 +51,9 @@ def build_parser() -> ArgumentParser:
     parser.add_argument("--max-batch-delay-ms", type=float, default=DEFAULTS["max_batch_delay_ms"],
                         help=f"how long a request may wait to share a forward pass (default {DEFAULTS['max_batch_delay_ms']})")
     parser.add_argument("--max-body-bytes", type=positive_int, default=DEFAULTS["max_body_bytes"])
+    for flag, key, what in LIMITS:
+        parser.add_argument(flag, type=positive_int, default=env.get(key.upper(), str(DEFAULTS[key])),
+                            help=f"{what} (${key.upper()}; default {DEFAULTS[key]})")
     parser.add_argument("--drain-seconds", type=positive_float, default=DEFAULTS["drain_seconds"],
                         help="on SIGTERM, how long to let requests in flight finish")
     parser.add_argument("--connection-limit", type=positive_int, default=DEFAULTS["connection_limit"],
@@ -79,12 +91,11 @@ def main(argv=None) -> int:
     args = parse_args(argv)
     ensure_file_descriptors(args.connection_limit)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
-    logging.getLogger("waitress.queue").setLevel(logging.ERROR)  # a queue under load is what batching wants
     import_keras(args.backend, PROG, args.verbose)
 
     from .app import create_app
     from .inference import ModelCheckError
-    from .waitress_server import create_server, drain, serve_until
+    from .waitress_server import create_server, drain, export_queue, serve_until
 
     try:
         app = create_app({
@@ -92,6 +103,7 @@ def main(argv=None) -> int:
             "MAX_BATCH_SIZE": args.max_batch_size,
             "MAX_BATCH_DELAY_MS": args.max_batch_delay_ms,
             "MAX_BODY_BYTES": args.max_body_bytes,
+            **{key.upper(): getattr(args, key) for _, key, _ in LIMITS},
             "CANARY": args.canary,
             "MIN_ACCURACY": args.min_accuracy,
             "MAX_REGRESSION": args.max_regression,
@@ -105,6 +117,7 @@ def main(argv=None) -> int:
     except OSError as error:
         fail(PROG, f"cannot listen on {args.host}:{args.port}: {error.strerror or error}")
 
+    export_queue(server, app.extensions["cnn_mnist"].metrics)
     store = app.extensions["cnn_mnist"].store
     stopping = threading.Event()
     signal.signal(signal.SIGHUP, lambda *_: store.reload_in_background())
