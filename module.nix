@@ -374,11 +374,17 @@ in
         MPLCONFIGDIR = "/var/cache/cnn-mnist/matplotlib";
       };
 
-      # a new model, version or label reloads (ExecReload) rather than restarts
+      # a new model, version or label reloads (SIGHUP) rather than restarts
       reloadTriggers = [ servedModel ];
 
       serviceConfig = {
-        Type = "exec";
+        # Up only once the server says READY=1 (sd_notify: model loaded,
+        # canary-checked and warmed, port open), not when the process starts;
+        # a reload is SIGHUP, then RELOADING=1 … READY=1 from the server, so
+        # `systemctl reload` returns when the new model serves or was refused.
+        Type = "notify-reload";
+        NotifyAccess = "main";
+        ReloadSignal = "SIGHUP";
         ExecStart = lib.escapeShellArgs (
           [
             (lib.getExe package)
@@ -416,9 +422,8 @@ in
             "${cfg.canary}"
           ]
         );
-        # SIGHUP: re-resolve MODEL, load and canary-check the new model in the
-        # background, then swap it in
-        ExecReload = "${pkgs.coreutils}/bin/kill -HUP $MAINPID";
+        # (SIGHUP, ReloadSignal above: re-resolve MODEL, load and canary-check
+        # the new model in the background, then swap it in)
         # SIGTERM: finish the requests in flight (up to drainSeconds), then exit 0
         KillSignal = "SIGTERM";
         TimeoutStopSec = builtins.ceil cfg.drainSeconds + 15;

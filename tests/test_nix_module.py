@@ -102,8 +102,10 @@ def test_module_model_change_reloads_instead_of_restarting():
     assert sa["serviceConfig"] == sb["serviceConfig"]
     assert sa["environment"] == sb["environment"]
     assert "restartTriggers" not in sa
-    reload = sa["serviceConfig"]["ExecReload"].split()
-    assert reload[0].endswith("/bin/kill") and reload[1:] == ["-HUP", "$MAINPID"]
+    # systemd sends SIGHUP itself and waits for the server's RELOADING=1 … READY=1 (tests/test_readiness.py)
+    config = sa["serviceConfig"]
+    assert (config["Type"], config["NotifyAccess"], config["ReloadSignal"]) == ("notify-reload", "main", "SIGHUP")
+    assert "ExecReload" not in config
 
 
 def test_module_disabled_sets_nothing():

@@ -101,7 +101,9 @@ def create_app(config=None) -> Flask:
         app.config["MAX_BATCH_DELAY_MS"] / 1000,
         on_batch=metrics.record_batch,
     )
-    app.extensions["cnn_mnist"] = SimpleNamespace(store=store, batcher=batcher, metrics=metrics)
+    # set when SIGTERM starts the drain (serving.cli): /readyz then says 503, so that load balancers stop first
+    draining = threading.Event()
+    app.extensions["cnn_mnist"] = SimpleNamespace(store=store, batcher=batcher, metrics=metrics, draining=draining)
     app.url_map.converters.update(other_model=OtherModelName, version=VersionNumber, label=VersionLabel)
     _register_routes(app, store, batcher, metrics)
     _register_errors(app, metrics)
@@ -207,6 +209,8 @@ def _register_routes(app, store, batcher, metrics):
 
     @app.get("/readyz")
     def readyz():
+        if app.extensions["cnn_mnist"].draining.is_set():
+            return jsonify({"status": "draining"}), 503
         serving = store.serving
         default = serving.default_version
         return jsonify({

@@ -16,6 +16,7 @@ from . import NAME
 from ..core.backends import BACKENDS, DEFAULT_BACKEND
 from .canary import load_canary
 from ..core.cli import ArgumentParser, add_verbose_option, fail, fraction, import_keras, positive_float, positive_int
+from . import systemd
 from .defaults import SERVER as DEFAULTS
 from ..core.errors import UsageError
 
@@ -88,6 +89,10 @@ def parse_args(argv=None):
 
 
 def main(argv=None) -> int:
+    # SIGHUP's default action ends the process: until the model is loaded (seconds), one is only noted,
+    # and the reload runs once the server is up (issue 15 §3: a SIGHUP 0.3 s after start had killed it).
+    early_reload = threading.Event()
+    signal.signal(signal.SIGHUP, lambda *_: early_reload.set())
     args = parse_args(argv)
     ensure_file_descriptors(args.connection_limit)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
@@ -117,20 +122,40 @@ def main(argv=None) -> int:
     except OSError as error:
         fail(PROG, f"cannot listen on {args.host}:{args.port}: {error.strerror or error}")
 
-    export_queue(server, app.extensions["cnn_mnist"].metrics)
-    store = app.extensions["cnn_mnist"].store
+    state = app.extensions["cnn_mnist"]
+    export_queue(server, state.metrics)
+    store = state.store
     stopping = threading.Event()
-    signal.signal(signal.SIGHUP, lambda *_: store.reload_in_background())
+    signal.signal(signal.SIGHUP, lambda *_: threading.Thread(target=reload, args=(store,), daemon=True).start())
     # The handlers only set a flag: an exception raised inside waitress' loop could be swallowed by it.
     signal.signal(signal.SIGTERM, lambda *_: stopping.set())
     signal.signal(signal.SIGINT, lambda *_: stopping.set())
     info = store.predictor.info
     host = f"[{server.effective_host}]" if ":" in str(server.effective_host) else server.effective_host
+    # loaded, canary-checked and warmed (create_app), and the port open (create_server): systemd may send traffic
+    systemd.ready(serving_status(store))
     print(f"{PROG}: serving model {info.name} version {info.version} ({args.backend}) "
           f"at http://{host}:{server.effective_port}/", flush=True)
+    if early_reload.is_set():
+        threading.Thread(target=reload, args=(store,), daemon=True).start()
     serve_until(server, stopping)
+    state.draining.set()
+    systemd.stopping()
     drain(server, args.drain_seconds)
     return 0
+
+
+def reload(store) -> None:
+    """A SIGHUP: RELOADING=1 … READY=1 around the reload (Type=notify-reload), whatever it decides."""
+    systemd.reloading()
+    store.reload()
+    systemd.ready(serving_status(store))
+
+
+def serving_status(store) -> str:
+    versions = ", ".join(sorted(store.serving.versions, key=int))
+    refused = f"; refused: {store.last_error}" if store.last_error else ""
+    return f"serving version {store.predictor.info.version} (versions {versions}){refused}"
 
 
 def ensure_file_descriptors(connection_limit: int) -> None:

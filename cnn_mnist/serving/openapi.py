@@ -164,7 +164,10 @@ SPEC = {
         **_tf_serving_routes(f"/v1/models/{NAME}/versions/{{version}}", "version"),
         **_tf_serving_routes(f"/v1/models/{NAME}/labels/{{label}}", "label"),
         "/healthz": _get("The process is alive", _json({"type": "object", "required": ["status"]})),
-        "/readyz": _get("A model is loaded and serving", _json({"type": "object", "required": ["status", "model"]})),
+        "/readyz": {"get": {"summary": "A model is loaded and serving", "responses": {
+            "200": _json({"type": "object", "required": ["status", "model"]}),
+            "503": _json({"type": "object", "required": ["status"]}, "Draining after SIGTERM: send elsewhere"),
+        }}},
         "/metrics": _get("Prometheus metrics", _text("text/plain", "Prometheus' text format")),
         "/openapi.json": _get("This document", _json({"type": "object", "required": ["openapi", "paths"]})),
         "/": _get("The drawing page", _text("text/html", "The page")),
