@@ -8,7 +8,7 @@ from canvas_drawings import canvas_drawing
 from conftest import DATASET
 from PIL import Image
 
-from cnn_mnist.core.errors import UsageError
+from cnn_mnist.core.errors import ImageError
 from cnn_mnist.core.preprocessing import mnist_like, to_model_input
 from cnn_mnist.serving.app import create_app
 from cnn_mnist.serving.inference import Predictor
@@ -187,7 +187,7 @@ def test_faint_ink_is_normalised(digits):
     ],
 )
 def test_an_image_without_ink_is_a_clear_error(client, page):
-    with pytest.raises(UsageError, match="no ink"):
+    with pytest.raises(ImageError, match="no ink"):
         mnist_like(page)
     response = client.post("/predict", data={"image": (io.BytesIO(encode(page)), "blank.png")})
     assert response.status_code == 400
