@@ -73,7 +73,7 @@ AXE := tests/axe/node_modules/axe-core/axe.min.js
 $(AXE): tests/axe/package.json tests/axe/package-lock.json
 	npm ci --prefix tests/axe --no-audit --no-fund
 
-test: $(VENV)/.test-installed system-deps $(AXE)
+test: $(VENV)/.test-installed system-deps $(AXE) lint
 	NIXPKGS_LIB=$(abspath $(NIXPKGS_LIB)) $(BIN)/python -m pytest
 
 # The quick tests: no model trained, no server started, under a minute on 2 cores (bench/quick_loop.py).

@@ -50,6 +50,7 @@ STATIC = os.path.join(ROOT, "cnn_mnist", "serving", "static")
 
 # ---- the bodies ------------------------------------------------------------------------------------
 
+
 def canvas_size():
     """(width, height) of the page's drawing canvas, as index.html declares it."""
     with open(os.path.join(STATIC, "index.html")) as page:
@@ -103,14 +104,19 @@ def images_json(blobs):
 
 def multipart(blobs):
     boundary = uuid.uuid4().hex
-    parts = [f'--{boundary}\r\nContent-Disposition: form-data; name="image"; filename="{i}"\r\n'
-             f"Content-Type: application/octet-stream\r\n\r\n".encode() + blob + b"\r\n"
-             for i, blob in enumerate(blobs)]
+    parts = [
+        f'--{boundary}\r\nContent-Disposition: form-data; name="image"; filename="{i}"\r\n'
+        f"Content-Type: application/octet-stream\r\n\r\n".encode()
+        + blob
+        + b"\r\n"
+        for i, blob in enumerate(blobs)
+    ]
     body = b"".join(parts) + f"--{boundary}--\r\n".encode()
     return body, {"Content-Type": f"multipart/form-data; boundary={boundary}"}
 
 
 # ---- requests ---------------------------------------------------------------------------------------
+
 
 def post(port, body, headers, path="/predict", timeout=120):
     """→ (status, seconds, the answer's error or None)."""
@@ -154,6 +160,7 @@ def latencies(port, body, headers, count=20):
 
 # ---- the sections -----------------------------------------------------------------------------------
 
+
 def costliest_admitted():
     """The requests that cost most under the defaults: (name, body, headers, path)."""
     side = int(SERVER["max_image_pixels"] ** 0.5)
@@ -165,20 +172,39 @@ def costliest_admitted():
     pixels = [[[(i * 7 + j) % 256 for j in range(28)] for i in range(28)]] * SERVER["max_images_per_request"]
     unit = (np.asarray(pixels)[..., None] / 255).round(3).tolist()  # 3 decimals, so that a full batch fits 4 MiB
     return [
-        (f"1 opaque RGBA PNG {width}x{height}, one stroke", *multipart([pen_stroke(width, height, "RGBA")]),
-         "/predict"),
-        (f"1 lossless WEBP {width}x{height}, one stroke", *multipart([pen_stroke(width, height, "RGB", "WEBP",
-                                                                                  lossless=True)]), "/predict"),
-        (f"1 float TIFF {width}x{height}, one stroke", *multipart([pen_stroke(width, height, "F", "TIFF",
-                                                                               compression="tiff_adobe_deflate")]),
-         "/predict"),
-        (f"{SERVER['max_images_per_request']} tiny PNGs (3x3)",
-         *images_json([tiny()] * SERVER["max_images_per_request"]), "/predict"),
+        (
+            f"1 opaque RGBA PNG {width}x{height}, one stroke",
+            *multipart([pen_stroke(width, height, "RGBA")]),
+            "/predict",
+        ),
+        (
+            f"1 lossless WEBP {width}x{height}, one stroke",
+            *multipart([pen_stroke(width, height, "RGB", "WEBP", lossless=True)]),
+            "/predict",
+        ),
+        (
+            f"1 float TIFF {width}x{height}, one stroke",
+            *multipart([pen_stroke(width, height, "F", "TIFF", compression="tiff_adobe_deflate")]),
+            "/predict",
+        ),
+        (
+            f"{SERVER['max_images_per_request']} tiny PNGs (3x3)",
+            *images_json([tiny()] * SERVER["max_images_per_request"]),
+            "/predict",
+        ),
         (f"{drawings} canvas drawings", *images_json([drawing()] * drawings), "/predict"),
-        (f"{SERVER['max_images_per_request']} pixel arrays 28x28", json.dumps({"pixels": pixels}).encode(), HEADERS,
-         "/predict"),
-        (f"{SERVER['max_images_per_request']} TF Serving instances", json.dumps({"instances": unit}).encode(), HEADERS,
-         "/v1/models/cnn-mnist:predict"),
+        (
+            f"{SERVER['max_images_per_request']} pixel arrays 28x28",
+            json.dumps({"pixels": pixels}).encode(),
+            HEADERS,
+            "/predict",
+        ),
+        (
+            f"{SERVER['max_images_per_request']} TF Serving instances",
+            json.dumps({"instances": unit}).encode(),
+            HEADERS,
+            "/v1/models/cnn-mnist:predict",
+        ),
     ]
 
 
@@ -192,11 +218,12 @@ def costs(port, pid):
     print("\n| request | body | status | wall | server CPU |\n|---|--:|---|--:|--:|")
     normal = images_json([drawing()])
     width, height = canvas_size()
-    cases = [(f"a canvas drawing {width}x{height} (JSON data URL, as app.js)", *normal, "/predict"),
-             ("a 12 MP phone photo 4032x3024 (JPEG, multipart)", *multipart([photo()]), "/predict"),
-             ("issue 15: 20 PNGs 4096x4096, one pen stroke each", *images_json([pen_stroke(4096, 4096)] * 20),
-              "/predict"),
-             *costliest_admitted()]
+    cases = [
+        (f"a canvas drawing {width}x{height} (JSON data URL, as app.js)", *normal, "/predict"),
+        ("a 12 MP phone photo 4032x3024 (JPEG, multipart)", *multipart([photo()]), "/predict"),
+        ("issue 15: 20 PNGs 4096x4096, one pen stroke each", *images_json([pen_stroke(4096, 4096)] * 20), "/predict"),
+        *costliest_admitted(),
+    ]
     admitted = []
     for name, body, headers, path in cases:
         result = measured(port, pid, body, headers, path)
@@ -225,8 +252,10 @@ def under_load(port, normal, heavy_request, heavy=4):
         stop.set()
         for thread in threads:
             thread.join()
-    print(f"one-digit drawing with {heavy} x [{name}] in flight: median {1000 * median:.0f} ms, "
-          f"worst {1000 * worst_wall:.0f} ms of 20 (the heavy ones answered {sorted(set(statuses))})")
+    print(
+        f"one-digit drawing with {heavy} x [{name}] in flight: median {1000 * median:.0f} ms, "
+        f"worst {1000 * worst_wall:.0f} ms of 20 (the heavy ones answered {sorted(set(statuses))})"
+    )
 
 
 def flood(port, generator, body, clients, seconds):
@@ -248,15 +277,20 @@ def flood(port, generator, body, clients, seconds):
         prober.join()
     answered.sort()
     refused = sum(error.startswith("HTTP 503") for error in errors)
-    return (f"{clients} clients: {len(answered) / seconds:,.0f} answers/s, {refused / seconds:,.0f} 503s/s, "
-            f"{len(errors) - refused} other errors; answered p50 {1000 * percentile(answered, 50):.0f} ms, "
-            f"p99 {1000 * percentile(answered, 99):.0f} ms; /healthz worst {1000 * max(health):.0f} ms")
+    return (
+        f"{clients} clients: {len(answered) / seconds:,.0f} answers/s, {refused / seconds:,.0f} 503s/s, "
+        f"{len(errors) - refused} other errors; answered p50 {1000 * percentile(answered, 50):.0f} ms, "
+        f"p99 {1000 * percentile(answered, 99):.0f} ms; /healthz worst {1000 * max(health):.0f} ms"
+    )
 
 
 def overload_metrics(port):
     text = get(port, "/metrics")[1]
-    return "; ".join(line for line in text.splitlines()
-                     if re.match(r"cnn_mnist_(in_flight|refused_total|waiting|queued_total) ", line))
+    return "; ".join(
+        line
+        for line in text.splitlines()
+        if re.match(r"cnn_mnist_(in_flight|refused_total|waiting|queued_total) ", line)
+    )
 
 
 def serve(model, tmp, *flags):
@@ -278,18 +312,30 @@ def cpu_model():
     """The CPU as /proc/cpuinfo names it (family and model too: a VM may say only "AMD EPYC"), and the load."""
     with open("/proc/cpuinfo") as info:
         text = info.read()
-    name, family, model = (match.group(1) if (match := re.search(rf"^{key}\s*:\s*(.+)$", text, re.M)) else "?"
-                           for key in ("model name", "cpu family", "model"))
-    return (f"{name} (family {family}, model {model}), {os.cpu_count()} CPUs, "
-            f"load average {os.getloadavg()[0]:.2f}")
+    name, family, model = (
+        match.group(1) if (match := re.search(rf"^{key}\s*:\s*(.+)$", text, re.M)) else "?"
+        for key in ("model name", "cpu family", "model")
+    )
+    return f"{name} (family {family}, model {model}), {os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.2f}"
 
 
 def main(argv=None) -> int:
     args = parse_args(argv)
     atexit.register(stop_servers)
-    print(f"# {cpu_model()}; server defaults: " + ", ".join(
-        f"{key} {SERVER[key]}" for key in ("threads", "max_images_per_request", "max_image_pixels",
-                                           "max_request_pixels", "max_in_flight", "max_body_bytes")))
+    print(
+        f"# {cpu_model()}; server defaults: "
+        + ", ".join(
+            f"{key} {SERVER[key]}"
+            for key in (
+                "threads",
+                "max_images_per_request",
+                "max_image_pixels",
+                "max_request_pixels",
+                "max_in_flight",
+                "max_body_bytes",
+            )
+        )
+    )
     generator = LoadGenerator(min(8, os.cpu_count() or 1))
     try:
         with tempfile.TemporaryDirectory() as tmp:
@@ -306,8 +352,10 @@ def main(argv=None) -> int:
             for limit in (int(value) for value in args.in_flight.split(",") if value):
                 process, port = serve(args.model, tmp, "--max-in-flight", str(limit))
                 for clients in (limit, 2 * limit):
-                    print(f"--max-in-flight {limit}, {flood(port, generator, normal[0], clients, args.flood_seconds)}",
-                          flush=True)
+                    print(
+                        f"--max-in-flight {limit}, {flood(port, generator, normal[0], clients, args.flood_seconds)}",
+                        flush=True,
+                    )
                 stop_servers()
     finally:
         generator.close()

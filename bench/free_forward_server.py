@@ -1,4 +1,6 @@
-"""cnn-mnist with a forward pass that costs nothing: the ceiling the app itself allows (`bench/serve.py --free-forward`).
+"""cnn-mnist with a forward pass that costs nothing: the ceiling the app itself allows.
+
+Run by `bench/serve.py --free-forward`.
 
 Everything but the model's arithmetic runs as in production: parsing, validation, preprocessing,
 batching, metrics and the answer. Each digit gets the same probabilities (a tenth each), so the

@@ -28,16 +28,30 @@ GOAL_RATIO, GOAL_P99_MS = 2.5, 50.0
 
 def runs(name, argv, checkout, args, bodies, generator, log_dir):
     port = free_port()
-    start_server(name, argv + ["--port", str(port)], port, os.path.join(log_dir, f"{len(os.listdir(log_dir))}.log"),
-                 180.0, checkout)
+    start_server(
+        name,
+        argv + ["--port", str(port)],
+        port,
+        os.path.join(log_dir, f"{len(os.listdir(log_dir))}.log"),
+        180.0,
+        checkout,
+    )
     rows = []
     for _ in range(args.runs):
         latencies, errors, seconds = generator.run(port, bodies, args.clients, 0.0, args.seconds, 30.0)
         latencies.sort()
         p50, p90, p99 = (1000 * percentile(latencies, q) for q in (50, 90, 99))
-        rows.append({"requests_per_s": len(latencies) / seconds, "p50_ms": p50, "p90_ms": p90, "p99_ms": p99,
-                     "max_ms": 1000 * latencies[-1], "errors": len(errors),
-                     "meets_goal": p99 <= GOAL_RATIO * p90 and p99 <= GOAL_P99_MS and not errors})
+        rows.append(
+            {
+                "requests_per_s": len(latencies) / seconds,
+                "p50_ms": p50,
+                "p90_ms": p90,
+                "p99_ms": p99,
+                "max_ms": 1000 * latencies[-1],
+                "errors": len(errors),
+                "meets_goal": p99 <= GOAL_RATIO * p90 and p99 <= GOAL_P99_MS and not errors,
+            }
+        )
     stop_servers()
     return rows
 
@@ -56,11 +70,20 @@ def main() -> int:
     atexit.register(stop_servers)
     with np.load(os.path.join(ROOT, "data", "mnist-small.npz")) as data:
         bodies = [json.dumps({"pixels": image.tolist()}).encode() for image in data["x_test"][:1024]]
-    argv = [sys.executable, "-m", "cnn_mnist.serving.cli", "--model", os.path.abspath(args.model),
-            *args.server_args.split()]
+    argv = [
+        sys.executable,
+        "-m",
+        "cnn_mnist.serving.cli",
+        "--model",
+        os.path.abspath(args.model),
+        *args.server_args.split(),
+    ]
     servers = [("cnn-mnist", ROOT)] + ([("baseline", os.path.abspath(args.compare))] if args.compare else [])
-    print(f"{datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC, {cpu_description()}; {args.runs} runs of "
-          f"{args.seconds:g} s at {args.clients} clients from a fresh start", flush=True)
+    print(
+        f"{datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC, {cpu_description()}; {args.runs} runs of "
+        f"{args.seconds:g} s at {args.clients} clients from a fresh start",
+        flush=True,
+    )
     results = {}
     with tempfile.TemporaryDirectory() as logs:
         try:
@@ -73,9 +96,11 @@ def main() -> int:
         print(f"\n{name}\n| run | requests/s | p50 ms | p90 ms | p99 ms | p99/p90 | max ms | errors | goal |")
         print("|---|---|---|---|---|---|---|---|---|")
         for i, r in enumerate(rows, 1):
-            print(f"| {i} | {r['requests_per_s']:.0f} | {r['p50_ms']:.1f} | {r['p90_ms']:.1f} | {r['p99_ms']:.1f} | "
-                  f"{r['p99_ms'] / r['p90_ms']:.2f} | {r['max_ms']:.0f} | {r['errors']} | "
-                  f"{'met' if r['meets_goal'] else 'missed'} |")
+            print(
+                f"| {i} | {r['requests_per_s']:.0f} | {r['p50_ms']:.1f} | {r['p90_ms']:.1f} | {r['p99_ms']:.1f} | "
+                f"{r['p99_ms'] / r['p90_ms']:.2f} | {r['max_ms']:.0f} | {r['errors']} | "
+                f"{'met' if r['meets_goal'] else 'missed'} |"
+            )
         ok &= name != "cnn-mnist" or all(r["meets_goal"] for r in rows)
     if args.json:
         with open(args.json, "w") as stream:

@@ -41,8 +41,14 @@ def get(url):
 
 
 def run_cli(*args, env=None):
-    return subprocess.run([*SERVE, *map(str, args)], capture_output=True, text=True, timeout=120, cwd=ROOT,
-                          env={**os.environ, **(env or {})})
+    return subprocess.run(
+        [*SERVE, *map(str, args)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=ROOT,
+        env={**os.environ, **(env or {})},
+    )
 
 
 def assert_usage_error(result, *words):

@@ -9,8 +9,8 @@ import pytest
 from conftest import metric
 from PIL import Image
 
-from cnn_mnist.serving.app import DEFAULTS, create_app
 from cnn_mnist.core.data import sha256_file
+from cnn_mnist.serving.app import DEFAULTS, create_app
 from cnn_mnist.serving.inference import Predictor
 
 TF = "/v1/models/cnn-mnist"
@@ -94,8 +94,10 @@ def test_pixels_single_image_forms(client, test_set, predictor, form):
 def test_accuracy_through_the_api_matches_the_model(client, test_set, predictor, trained_model):
     images, labels = test_set[0][:200], test_set[1][:200]
     per_request = DEFAULTS["MAX_IMAGES_PER_REQUEST"]  # a request holds at most that many (test_cost_limits.py)
-    responses = [client.post("/predict", json={"pixels": images[i : i + per_request].tolist()})
-                 for i in range(0, len(images), per_request)]
+    responses = [
+        client.post("/predict", json={"pixels": images[i : i + per_request].tolist()})
+        for i in range(0, len(images), per_request)
+    ]
     assert [response.status_code for response in responses] == [200] * len(responses)
     digits = np.array([answer["digit"] for response in responses for answer in response.json])
     assert (digits == labels).mean() >= 0.95
@@ -142,8 +144,10 @@ def test_tf_serving_status_and_metadata(client):
     assert dims == ["-1", "28", "28", "1"]
 
 
-@pytest.mark.parametrize("method, path", [("GET", "/v1/models/other"), ("POST", "/v1/models/other:predict"),
-                                          ("GET", "/v1/models/other/metadata")])
+@pytest.mark.parametrize(
+    "method, path",
+    [("GET", "/v1/models/other"), ("POST", "/v1/models/other:predict"), ("GET", "/v1/models/other/metadata")],
+)
 def test_tf_serving_unknown_model_is_404(client, method, path):
     response = client.open(path, method=method, json={"instances": [[0] * 784]})
     assert response.status_code == 404
@@ -165,13 +169,25 @@ def test_drawing_page(client):
 def test_openapi_describes_every_route(client, app):
     spec = client.get("/openapi.json").json
     assert spec["openapi"].startswith("3.")
-    for path in ["/predict", f"{TF}:predict", TF, f"{TF}/metadata", "/healthz", "/readyz", "/metrics",
-                 "/openapi.json", "/"]:
+    for path in [
+        "/predict",
+        f"{TF}:predict",
+        TF,
+        f"{TF}/metadata",
+        "/healthz",
+        "/readyz",
+        "/metrics",
+        "/openapi.json",
+        "/",
+    ]:
         assert path in spec["paths"], path
     assert "post" in spec["paths"]["/predict"] and "post" in spec["paths"][f"{TF}:predict"]
     # and nothing the app serves is left out
-    served = {rule.rule.replace("<name>", "cnn-mnist") for rule in app.url_map.iter_rules()
-              if "<" not in rule.rule.replace("<name>", "") and rule.endpoint != "static"}
+    served = {
+        rule.rule.replace("<name>", "cnn-mnist")
+        for rule in app.url_map.iter_rules()
+        if "<" not in rule.rule.replace("<name>", "") and rule.endpoint != "static"
+    }
     assert served <= set(spec["paths"]), served - set(spec["paths"])
 
 
@@ -199,23 +215,26 @@ def test_metrics_count_requests_latency_batches_and_model(trained_model, test_se
     assert "cnn_mnist_model_swaps_total" in text
 
 
-@pytest.mark.parametrize("path, body, valid", [
-    ("/predict", {}, False),
-    ("/predict", {"pixels": [[0] * 28] * 28}, True),
-    ("/predict", {"pixels": [[0] * 28] * 28, "include_input": True, "version": "2"}, True),
-    ("/predict", {"pixels": [[0] * 28] * 28, "image": "iVBOR"}, False),
-    ("/predict", {"pixels": [[True] * 28] * 28}, False),
-    ("/predict", {"pixels": [0] * 783}, False),
-    ("/predict", {"pixels": [[256] * 28] * 28}, False),
-    ("/predict", {"images": []}, False),
-    ("/predict", {"image": "iVBOR", "version": "latest"}, False),
-    (f"{TF}:predict", {}, False),
-    (f"{TF}:predict", {"instances": [[[[0.5]] * 28] * 28]}, True),
-    (f"{TF}:predict", {"instances": [[[[2.0]] * 28] * 28]}, False),
-    (f"{TF}:predict", {"instances": [{"inputs": [[[0.5]] * 28] * 28}]}, True),
-    (f"{TF}:predict", {"inputs": {"inputs": [[[[0.5]] * 28] * 28]}}, True),
-    (f"{TF}:predict", {"instances": [[[[0.5]] * 28] * 28], "inputs": [[[[0.5]] * 28] * 28]}, False),
-])
+@pytest.mark.parametrize(
+    "path, body, valid",
+    [
+        ("/predict", {}, False),
+        ("/predict", {"pixels": [[0] * 28] * 28}, True),
+        ("/predict", {"pixels": [[0] * 28] * 28, "include_input": True, "version": "2"}, True),
+        ("/predict", {"pixels": [[0] * 28] * 28, "image": "iVBOR"}, False),
+        ("/predict", {"pixels": [[True] * 28] * 28}, False),
+        ("/predict", {"pixels": [0] * 783}, False),
+        ("/predict", {"pixels": [[256] * 28] * 28}, False),
+        ("/predict", {"images": []}, False),
+        ("/predict", {"image": "iVBOR", "version": "latest"}, False),
+        (f"{TF}:predict", {}, False),
+        (f"{TF}:predict", {"instances": [[[[0.5]] * 28] * 28]}, True),
+        (f"{TF}:predict", {"instances": [[[[2.0]] * 28] * 28]}, False),
+        (f"{TF}:predict", {"instances": [{"inputs": [[[0.5]] * 28] * 28}]}, True),
+        (f"{TF}:predict", {"inputs": {"inputs": [[[[0.5]] * 28] * 28]}}, True),
+        (f"{TF}:predict", {"instances": [[[[0.5]] * 28] * 28], "inputs": [[[[0.5]] * 28] * 28]}, False),
+    ],
+)
 def test_openapi_request_schemas_say_what_the_server_accepts(client, path, body, valid):
     """The document's request schema and the server agree on each body: valid ⇔ answered 200."""
     schema = client.get("/openapi.json").json["paths"][path]["post"]["requestBody"]["content"]["application/json"]

@@ -118,15 +118,24 @@ CASES = {
     "unsupported format": ("/predict", {"json": {"image": b64(image_bytes("L", (28, 28), "PPM"))}}, (415,), "PPM"),
     "float tiff with NaN": ("/predict", {"json": {"image": b64(float_tiff(np.nan, np.nan))}}, (400,), "finite"),
     "float tiff with infinity": ("/predict", {"json": {"image": b64(float_tiff(np.inf, -np.inf))}}, (400,), "finite"),
-    "float tiff upload all NaN": ("/predict", {"data": {"image": (io.BytesIO(float_tiff(*[np.nan] * 784)), "d.tif")}},
-                                  (400,), "finite"),
+    "float tiff upload all NaN": (
+        "/predict",
+        {"data": {"image": (io.BytesIO(float_tiff(*[np.nan] * 784)), "d.tif")}},
+        (400,),
+        "finite",
+    ),
     "images not a list": ("/predict", {"json": {"images": b64(PNG_28)}}, (400,), "list"),
     "images empty": ("/predict", {"json": {"images": []}}, (400,), "list"),
     "images with a bad one": ("/predict", {"json": {"images": [b64(PNG_DIGIT), "???"]}}, (400,), "base64"),
     "multipart without image": ("/predict", {"data": {"file": (io.BytesIO(PNG_28), "d.png")}}, (400,), '"image"'),
     "multipart not an image": ("/predict", {"data": {"image": (io.BytesIO(b"GIF89a?"), "d.gif")}}, (400,), None),
     "multipart empty file": ("/predict", {"data": {"image": (io.BytesIO(b""), "d.png")}}, (400,), None),
-    "multipart as text field": ("/predict", {"data": {"image": "not a file"}, "content_type": "multipart/form-data"}, (400,), '"image"'),
+    "multipart as text field": (
+        "/predict",
+        {"data": {"image": "not a file"}, "content_type": "multipart/form-data"},
+        (400,),
+        '"image"',
+    ),
     "tf both keys": (TF, {"json": {"instances": [ZEROS], "inputs": [ZEROS]}}, (400,), "exactly one"),
     "tf neither key": (TF, {"json": {"signature_name": "serving_default"}}, (400,), "exactly one"),
     "tf not an object": (TF, {"json": [ZEROS]}, (400,), "JSON object"),
@@ -144,7 +153,12 @@ CASES = {
     "tf two named inputs": (TF, {"json": {"inputs": {"a": [ZEROS], "b": [ZEROS]}}}, (400,), "one input"),
     "tf instance with two names": (TF, {"json": {"instances": [{"a": ZEROS, "b": ZEROS}]}}, (400,), "single"),
     "tf signature not a string": (TF, {"json": {"instances": [ZEROS], "signature_name": {}}}, (400,), "signature_name"),
-    "tf unknown signature": (TF, {"json": {"instances": [ZEROS], "signature_name": "predict"}}, (400,), "serving_default"),
+    "tf unknown signature": (
+        TF,
+        {"json": {"instances": [ZEROS], "signature_name": "predict"}},
+        (400,),
+        "serving_default",
+    ),
     "tf instances booleans": (TF, {"json": {"instances": [[[[True]] * 28] * 28]}}, (400,), "true/false"),
     "tf inputs booleans": (TF, {"json": {"inputs": [[[[0.5]] * 28] * 27 + [[[True]] * 28]]}}, (400,), "true/false"),
     "tf instances strings": (TF, {"json": {"instances": [["x"] * 784]}}, (400,), None),
@@ -221,11 +235,18 @@ def test_body_over_the_limit_is_413(small_limit_client):
     assert small.status_code == 200
 
 
-@pytest.mark.parametrize("method, path, status", [
-    ("GET", "/predict", 405), ("PUT", "/predict", 405), ("DELETE", "/healthz", 405), ("POST", "/metrics", 405),
-    ("GET", "/nowhere", 404), ("POST", "/predict/extra", 404),
-    ("GET", "/v2/models/cnn-mnist", 404),
-])
+@pytest.mark.parametrize(
+    "method, path, status",
+    [
+        ("GET", "/predict", 405),
+        ("PUT", "/predict", 405),
+        ("DELETE", "/healthz", 405),
+        ("POST", "/metrics", 405),
+        ("GET", "/nowhere", 404),
+        ("POST", "/predict/extra", 404),
+        ("GET", "/v2/models/cnn-mnist", 404),
+    ],
+)
 def test_unknown_routes_and_methods(client, method, path, status):
     assert_client_error(client.open(path, method=method), (status,))
     assert_still_serving(client)
@@ -234,16 +255,23 @@ def test_unknown_routes_and_methods(client, method, path, status):
 def test_no_client_error_was_counted_as_a_server_error(client):
     """Runs after the cases above (same module app): not one 5xx in the request counter."""
     text = client.get("/metrics").get_data(as_text=True)
-    statuses = [line.split('status="')[1][:3] for line in text.splitlines()
-                if line.startswith("cnn_mnist_requests_total{")]
+    statuses = [
+        line.split('status="')[1][:3] for line in text.splitlines() if line.startswith("cnn_mnist_requests_total{")
+    ]
     assert "400" in statuses and "404" in statuses and "405" in statuses
     assert not [status for status in statuses if status.startswith("5")]
 
 
-@pytest.mark.parametrize("method, path, allowed", [
-    ("GET", "/v1/models/cnn-mnist:predict", "POST"), ("POST", "/v1/models/cnn-mnist", "GET"),
-    ("GET", "/predict", "POST"), ("DELETE", "/healthz", "GET"), ("PUT", "/openapi.json", "GET"),
-])
+@pytest.mark.parametrize(
+    "method, path, allowed",
+    [
+        ("GET", "/v1/models/cnn-mnist:predict", "POST"),
+        ("POST", "/v1/models/cnn-mnist", "GET"),
+        ("GET", "/predict", "POST"),
+        ("DELETE", "/healthz", "GET"),
+        ("PUT", "/openapi.json", "GET"),
+    ],
+)
 def test_wrong_method_is_405_with_allow(client, method, path, allowed):
     """RFC 9110: a 405 must say in Allow which methods the resource has."""
     response = client.open(path, method=method, json={})
@@ -267,8 +295,11 @@ json_values = st.recursive(
 separators = st.sampled_from([(",", ":"), (", ", ": "), (" ,\n", " :\t")])
 
 
-@given(value=json_values, extra=st.dictionaries(st.sampled_from(["include_input", "label", "pixel"]), json_values,
-                                                max_size=1), separators=separators)
+@given(
+    value=json_values,
+    extra=st.dictionaries(st.sampled_from(["include_input", "label", "pixel"]), json_values, max_size=1),
+    separators=separators,
+)
 @settings(max_examples=400, derandomize=True, deadline=None)
 def test_only_numbers_under_vouches_exactly_for_bodies_of_numbers_and_lists(value, extra, separators):
     body = {"pixels": value, **extra}
@@ -277,10 +308,19 @@ def test_only_numbers_under_vouches_exactly_for_bodies_of_numbers_and_lists(valu
     assert only_numbers_under(raw, "pixels") == holds_only_numbers
 
 
-@pytest.mark.parametrize("raw", [
-    b'{"pixels": [[true]]}', b'{"pixels": [null]}', b'{"pixels": ["1"]}', b'{"pixels": [{"a": 1}]}',
-    b'{"pixels": [1], "pixels": [2]}', b'{"pi\\u0078els": [1]}', b'{"instances": [[1]]}', b'{"pixels": [1]} x',
-])
+@pytest.mark.parametrize(
+    "raw",
+    [
+        b'{"pixels": [[true]]}',
+        b'{"pixels": [null]}',
+        b'{"pixels": ["1"]}',
+        b'{"pixels": [{"a": 1}]}',
+        b'{"pixels": [1], "pixels": [2]}',
+        b'{"pi\\u0078els": [1]}',
+        b'{"instances": [[1]]}',
+        b'{"pixels": [1]} x',
+    ],
+)
 def test_only_numbers_under_refuses_what_it_cannot_vouch_for(raw):
     assert not only_numbers_under(raw, "pixels")
 

@@ -16,8 +16,8 @@ import threading
 import numpy as np
 import pytest
 from conftest import DATASET, ROOT, metric, start_server
-from model_variants import confuses_zero_and_one, save_variant, wrong_everywhere
 from helpers import Hammer, assert_usage_error, get, run_cli, stop, wait_until
+from model_variants import confuses_zero_and_one, save_variant, wrong_everywhere
 
 from cnn_mnist.core.errors import UsageError
 from cnn_mnist.serving import model_store

@@ -44,6 +44,7 @@ def no_decoding(monkeypatch):
 
 # ---- the budget, on inputs.py's functions -------------------------------------------------------------
 
+
 def test_too_many_pixels_together_are_refused_before_any_image_is_decoded(no_decoding):
     images = [stroke_png(100, 100)] * 4  # each within the image limit, 40,000 pixels together
     with pytest.raises(InputError) as refused:
@@ -68,12 +69,16 @@ BATCH = [DIGIT.tolist()] * 3
 UNIT_BATCH = (DIGIT[None, ..., None].repeat(3, axis=0) / 255).tolist()
 
 
-@pytest.mark.parametrize("parse", [  # each → the images
-    lambda budget: decode_images([stroke_png(28, 28)] * 3, budget),
-    lambda budget: pixel_array(BATCH, budget, unit_range_only=False)[0],
-    lambda budget: tf_serving_input({"instances": UNIT_BATCH}, b"", budget)[0],
-    lambda budget: tf_serving_input({"inputs": UNIT_BATCH}, b"", budget)[0],
-], ids=["encoded", "pixels", "tf instances", "tf inputs"])
+@pytest.mark.parametrize(
+    "parse",
+    [  # each → the images
+        lambda budget: decode_images([stroke_png(28, 28)] * 3, budget),
+        lambda budget: pixel_array(BATCH, budget, unit_range_only=False)[0],
+        lambda budget: tf_serving_input({"instances": UNIT_BATCH}, b"", budget)[0],
+        lambda budget: tf_serving_input({"inputs": UNIT_BATCH}, b"", budget)[0],
+    ],
+    ids=["encoded", "pixels", "tf instances", "tf inputs"],
+)
 def test_every_form_counts_its_images(parse):
     with pytest.raises(InputError) as refused:
         parse(Budget(images=2, image_pixels=10**6, request_pixels=10**6))
@@ -83,6 +88,7 @@ def test_every_form_counts_its_images(parse):
 
 
 # ---- the defaults: what the page and a phone send fit, issue 15's request does not ----------------------
+
 
 def canvas_pixels() -> int:
     page = (ROOT / "cnn_mnist" / "serving" / "static" / "index.html").read_text()
@@ -110,12 +116,16 @@ def test_the_defaults_refuse_issue_15s_request_before_decoding(no_decoding):
 
 # ---- the flags and the app ------------------------------------------------------------------------------
 
+
 def test_the_limits_are_flags_with_environment_variables(tmp_path, monkeypatch):
     model = tmp_path / "model.keras"
     model.touch()
     defaults = parse_args(["--model", str(model)])
     assert (defaults.max_images_per_request, defaults.max_image_pixels, defaults.max_request_pixels) == (
-        DEFAULTS["MAX_IMAGES_PER_REQUEST"], DEFAULTS["MAX_IMAGE_PIXELS"], DEFAULTS["MAX_REQUEST_PIXELS"])
+        DEFAULTS["MAX_IMAGES_PER_REQUEST"],
+        DEFAULTS["MAX_IMAGE_PIXELS"],
+        DEFAULTS["MAX_REQUEST_PIXELS"],
+    )
     monkeypatch.setenv("MAX_IMAGE_PIXELS", "5000")
     chosen = parse_args(["--model", str(model), "--max-images-per-request", "2", "--max-request-pixels", "9000"])
     assert (chosen.max_images_per_request, chosen.max_image_pixels, chosen.max_request_pixels) == (2, 5000, 9000)
@@ -126,14 +136,21 @@ def test_the_limits_are_flags_with_environment_variables(tmp_path, monkeypatch):
 
 
 def test_every_route_answers_an_over_budget_request_with_a_json_413(trained_model):
-    client = create_app({"MODEL": str(trained_model), "MAX_IMAGES_PER_REQUEST": 2, "MAX_IMAGE_PIXELS": 100 * 100,
-                         "MAX_REQUEST_PIXELS": 15_000}).test_client()
+    client = create_app(
+        {
+            "MODEL": str(trained_model),
+            "MAX_IMAGES_PER_REQUEST": 2,
+            "MAX_IMAGE_PIXELS": 100 * 100,
+            "MAX_REQUEST_PIXELS": 15_000,
+        }
+    ).test_client()
     small = stroke_png(100, 100)
     over = {
         "images, counted": client.post("/predict", json={"images": [b64(stroke_png(28, 28))] * 3}),
         "images, pixels together": client.post("/predict", json={"images": [b64(small)] * 2}),
-        "multipart, counted": client.post("/predict", data={"image": [(io.BytesIO(small), f"{i}.png")
-                                                                      for i in range(3)]}),
+        "multipart, counted": client.post(
+            "/predict", data={"image": [(io.BytesIO(small), f"{i}.png") for i in range(3)]}
+        ),
         "multipart, one image": client.post("/predict", data={"image": (io.BytesIO(stroke_png(101, 100)), "d.png")}),
         "pixels": client.post("/predict", json={"pixels": BATCH}),
         "tf instances": client.post(TF, json={"instances": UNIT_BATCH}),

@@ -7,13 +7,12 @@ import os
 
 import numpy as np
 import pytest
+from conftest import DATASET
+from helpers import tiny_arrays, write_corrupt_file, write_idx_dir
 
 from cnn_mnist.core.data import IDX_FILES, load_dataset, sha256_file
 from cnn_mnist.core.errors import UsageError
 from cnn_mnist.core.preprocessing import to_model_input
-
-from conftest import DATASET
-from helpers import tiny_arrays, write_corrupt_file, write_idx_dir
 
 KEYS = ("x_train", "y_train", "x_test", "y_test")
 

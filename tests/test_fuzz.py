@@ -22,8 +22,9 @@ CHECKS = [
     openapi_checks.unsupported_method,
 ]
 # derandomize: the same examples on every run, so CI fails only when the code or the document changes
-BOUNDED = settings(max_examples=EXAMPLES, deadline=None, suppress_health_check=list(HealthCheck), database=None,
-                   derandomize=True)
+BOUNDED = settings(
+    max_examples=EXAMPLES, deadline=None, suppress_health_check=list(HealthCheck), database=None, derandomize=True
+)
 schema = schemathesis.openapi.from_dict(openapi.SPEC)  # what /openapi.json serves (asserted below)
 
 

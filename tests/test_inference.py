@@ -4,8 +4,8 @@ import numpy as np
 import pytest
 from conftest import DATASET
 
-from cnn_mnist.serving.inference import Predictor
 from cnn_mnist.core.preprocessing import to_model_input
+from cnn_mnist.serving.inference import Predictor
 
 
 @pytest.fixture(scope="module")

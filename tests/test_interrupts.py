@@ -10,8 +10,8 @@ import pytest
 from conftest import DATASET
 
 from cnn_mnist.core.data import load_dataset
-from cnn_mnist.training.interrupts import Interrupted, StopSignals
 from cnn_mnist.training.cli import subset
+from cnn_mnist.training.interrupts import Interrupted, StopSignals
 
 
 @pytest.fixture

@@ -9,8 +9,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
-
-from nixeval import HARNESS, ROOT, nixpkgs_lib, eval_json, eval_error, nix_literal
+from nixeval import HARNESS, ROOT, eval_error, eval_json, nix_literal, nixpkgs_lib
 
 SERVER_DEFAULTS = json.loads((ROOT / "cnn_mnist" / "serving" / "server-defaults.json").read_text())
 
@@ -56,14 +55,14 @@ def test_module_option_defaults_and_types():
 
 
 def test_module_unit_exec_start_and_environment():
-    r = eval_module({"backend": "jax", "port": 9000, "host": "0.0.0.0", "threads": 2,
-                     "environment": {"OMP_NUM_THREADS": "2"}})
+    r = eval_module(
+        {"backend": "jax", "port": 9000, "host": "0.0.0.0", "threads": 2, "environment": {"OMP_NUM_THREADS": "2"}}
+    )
     svc = r["service"]
     exec_start = svc["serviceConfig"]["ExecStart"].split()
     # lib.getExe of the package overridden with the backend
     assert exec_start[0].endswith("-cnn-mnist-jax/bin/cnn-mnist")
-    assert exec_start[1:9] == ["--host", "0.0.0.0", "--port", "9000", "--backend", "jax",
-                               "--threads", "2"]
+    assert exec_start[1:9] == ["--host", "0.0.0.0", "--port", "9000", "--backend", "jax", "--threads", "2"]
     assert svc["environment"]["MODEL"] == "/etc/cnn-mnist/model"
     assert svc["environment"]["OMP_NUM_THREADS"] == "2"
     for var in ["HOME", "KERAS_HOME", "MPLCONFIGDIR", "XDG_CACHE_HOME"]:
@@ -76,9 +75,18 @@ def test_module_unit_hardening():
     sc = eval_module()["service"]["serviceConfig"]
     assert sc["DynamicUser"] is True
     assert sc["ProtectSystem"] == "strict"
-    for key in ["PrivateTmp", "NoNewPrivileges", "ProtectHome", "PrivateDevices",
-                "ProtectKernelTunables", "ProtectKernelModules", "ProtectControlGroups",
-                "RestrictNamespaces", "RestrictSUIDSGID", "LockPersonality"]:
+    for key in [
+        "PrivateTmp",
+        "NoNewPrivileges",
+        "ProtectHome",
+        "PrivateDevices",
+        "ProtectKernelTunables",
+        "ProtectKernelModules",
+        "ProtectControlGroups",
+        "RestrictNamespaces",
+        "RestrictSUIDSGID",
+        "LockPersonality",
+    ]:
         assert sc[key] is True, key
     assert sorted(sc["RestrictAddressFamilies"]) == ["AF_INET", "AF_INET6", "AF_UNIX"]
     assert "@system-service" in " ".join(sc["SystemCallFilter"])
@@ -116,8 +124,7 @@ def test_module_disabled_sets_nothing():
 
 
 def test_module_nginx_virtual_host_and_firewall():
-    r = eval_module({"nginx": {"enable": True, "virtualHost": "mnist.example.org"},
-                     "port": 8081, "openFirewall": True})
+    r = eval_module({"nginx": {"enable": True, "virtualHost": "mnist.example.org"}, "port": 8081, "openFirewall": True})
     assert r["nginx"]["enable"] is True
     location = r["nginx"]["virtualHosts"]["mnist.example.org"]["locations"]["/"]
     assert location["proxyPass"] == "http://127.0.0.1:8081"
@@ -132,8 +139,7 @@ def test_module_nginx_virtual_host_and_firewall():
 
     # listening on all addresses: nginx proxies to loopback
     r = eval_module({"nginx": {"enable": True}, "host": "0.0.0.0"})
-    assert r["nginx"]["virtualHosts"]["testhost"]["locations"]["/"]["proxyPass"] == \
-        "http://127.0.0.1:8080"
+    assert r["nginx"]["virtualHosts"]["testhost"]["locations"]["/"]["proxyPass"] == "http://127.0.0.1:8080"
     assert r["firewall"] == {}  # openFirewall is off
 
 
@@ -153,8 +159,12 @@ def test_module_theano_is_rejected_with_an_explanation():
 
 @pytest.mark.parametrize(
     "settings, message",
-    [({"port": 70000}, "16 bit unsigned integer"), ({"backend": "mxnet"}, "one of"),
-     ({"threads": 0}, "positive integer"), ({"channelTimeout": 2.5}, "positive integer")],
+    [
+        ({"port": 70000}, "16 bit unsigned integer"),
+        ({"backend": "mxnet"}, "one of"),
+        ({"threads": 0}, "positive integer"),
+        ({"channelTimeout": 2.5}, "positive integer"),
+    ],
 )
 def test_module_rejects_ill_typed_values(settings: dict, message: str):
     stderr = eval_error(HARNESS / "module-eval.nix", *module_args(settings))
@@ -199,27 +209,54 @@ def test_module_server_settings_default_to_server_defaults_json():
 
 
 def test_module_server_settings_reach_the_command_line():
-    r = eval_module({"threads": 3, "maxBodyBytes": 1000, "maxImagesPerRequest": 4, "maxImagePixels": 5000,
-                     "maxRequestPixels": 6000, "maxInFlight": 2, "drainSeconds": 2.5, "connectionLimit": 50,
-                     "channelTimeout": 7, "minAccuracy": 0.97, "maxRegression": 0.005,
-                     "canary": "/srv/canary.npz"})
+    r = eval_module(
+        {
+            "threads": 3,
+            "maxBodyBytes": 1000,
+            "maxImagesPerRequest": 4,
+            "maxImagePixels": 5000,
+            "maxRequestPixels": 6000,
+            "maxInFlight": 2,
+            "drainSeconds": 2.5,
+            "connectionLimit": 50,
+            "channelTimeout": 7,
+            "minAccuracy": 0.97,
+            "maxRegression": 0.005,
+            "canary": "/srv/canary.npz",
+        }
+    )
     sc = r["service"]["serviceConfig"]
     assert flag_values(sc["ExecStart"]) | {} == {
-        "--host": "127.0.0.1", "--port": "8080", "--backend": "tensorflow", "--threads": "3",
-        "--max-body-bytes": "1000", "--max-images-per-request": "4", "--max-image-pixels": "5000",
-        "--max-request-pixels": "6000", "--max-in-flight": "2", "--drain-seconds": "2.5", "--connection-limit": "50",
-        "--channel-timeout": "7", "--min-accuracy": "0.97", "--max-regression": "0.005",
+        "--host": "127.0.0.1",
+        "--port": "8080",
+        "--backend": "tensorflow",
+        "--threads": "3",
+        "--max-body-bytes": "1000",
+        "--max-images-per-request": "4",
+        "--max-image-pixels": "5000",
+        "--max-request-pixels": "6000",
+        "--max-in-flight": "2",
+        "--drain-seconds": "2.5",
+        "--connection-limit": "50",
+        "--channel-timeout": "7",
+        "--min-accuracy": "0.97",
+        "--max-regression": "0.005",
         "--canary": "/srv/canary.npz",
     }
     assert sc["TimeoutStopSec"] > 2.5
     assert eval_module({"drainSeconds": 100})["service"]["serviceConfig"]["TimeoutStopSec"] > 100
 
 
-@pytest.mark.parametrize("settings, message", [
-    ({"minAccuracy": 1.5}, "between 0 and 1"), ({"maxRegression": -0.1}, "between 0 and 1"),
-    ({"drainSeconds": 0}, "positive"), ({"maxBodyBytes": 0}, "positive integer"),
-    ({"maxInFlight": 0}, "positive integer"),
-])
+@pytest.mark.parametrize(
+    "settings, message",
+    [
+        ({"minAccuracy": 1.5}, "between 0 and 1"),
+        ({"maxRegression": -0.1}, "between 0 and 1"),
+        ({"drainSeconds": 0}, "positive"),
+        ({"maxBodyBytes": 0}, "positive integer"),
+        ({"maxInFlight": 0}, "positive integer"),
+    ],
+)
 def test_module_rejects_bad_server_settings(settings: dict, message: str):
     assert message in eval_error(HARNESS / "module-eval.nix", *module_args(settings))
 
@@ -250,8 +287,7 @@ def test_module_accepts_a_package_without_override():
 
 
 def test_module_package_for_another_backend_without_override_is_a_clear_error():
-    r = eval_module({"backend": "torch"},
-                    with_fakes='f: { services.cnn-mnist.package = f.withoutOverride "jax"; }')
+    r = eval_module({"backend": "torch"}, with_fakes='f: { services.cnn-mnist.package = f.withoutOverride "jax"; }')
     [message] = r["failedAssertions"]
     assert "carries the jax backend" in message and 'backend = "torch"' in message
 
@@ -261,8 +297,13 @@ def test_module_package_for_another_backend_without_override_is_a_clear_error():
 
 def run_versions_script(script: str, out: Path):
     """Runs the versions directory's build script as the builder would, with $out set."""
-    return subprocess.run(["bash", "-euo", "pipefail", "-c", script], env={"out": str(out), "PATH": "/usr/bin:/bin"},
-                          capture_output=True, text=True, timeout=30)
+    return subprocess.run(
+        ["bash", "-euo", "pipefail", "-c", script],
+        env={"out": str(out), "PATH": "/usr/bin:/bin"},
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
 
 
 def test_module_models_and_labels_build_a_versions_directory(tmp_path: Path):
@@ -273,8 +314,9 @@ def test_module_models_and_labels_build_a_versions_directory(tmp_path: Path):
     single.write_text("k")
     legacy = tmp_path / "store" / "old.h5"
     legacy.write_text("h")
-    r = eval_module({"models": {"1": str(legacy), "2": str(trained), "3": str(single)},
-                     "labels": {"stable": "2", "canary": "3"}})
+    r = eval_module(
+        {"models": {"1": str(legacy), "2": str(trained), "3": str(single)}, "labels": {"stable": "2", "canary": "3"}}
+    )
     assert r["failedAssertions"] == []
     source = r["etc"]["cnn-mnist/model"]["source"]
     assert source.endswith("-cnn-mnist-versions")
@@ -318,13 +360,21 @@ def test_module_one_model_shorthand_when_models_is_empty():
     assert r["versionsScript"] is None
 
 
-@pytest.mark.parametrize("settings, fragment", [
-    ({"models": {"1": "/srv/a.keras"}, "labels": {"stable": "2"}},
-     "stable -> 2 names a version that services.cnn-mnist.models does not have (it has: 1)"),
-    ({"models": {"v1": "/srv/a.keras", "0": "/srv/b.keras"}}, 'must be positive integers ("1", "2", …), not "0", "v1"'),
-    ({"models": {"1": "/srv/a.keras"}, "labels": {"7": "1"}}, 'taken for a version): "7"'),
-    ({"models": {"1": "/srv/a.keras"}, "labels": {"../x": "1"}}, '"../x"'),
-])
+@pytest.mark.parametrize(
+    "settings, fragment",
+    [
+        (
+            {"models": {"1": "/srv/a.keras"}, "labels": {"stable": "2"}},
+            "stable -> 2 names a version that services.cnn-mnist.models does not have (it has: 1)",
+        ),
+        (
+            {"models": {"v1": "/srv/a.keras", "0": "/srv/b.keras"}},
+            'must be positive integers ("1", "2", …), not "0", "v1"',
+        ),
+        ({"models": {"1": "/srv/a.keras"}, "labels": {"7": "1"}}, 'taken for a version): "7"'),
+        ({"models": {"1": "/srv/a.keras"}, "labels": {"../x": "1"}}, '"../x"'),
+    ],
+)
 def test_module_rejects_bad_versions_and_labels(settings: dict, fragment: str):
     messages = eval_module(settings)["failedAssertions"]
     assert len(messages) == 1 and fragment in messages[0], messages

@@ -4,15 +4,14 @@ nix/project.nix uses to pick pyproject.toml's requirements and tests/nixbuild.py
 from __future__ import annotations
 
 import importlib.metadata
-import tomllib
 from pathlib import Path
 
+import nixbuild
 import pytest
+import tomllib
+from nixeval import ROOT
 from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
-
-import nixbuild
-from nixeval import ROOT
 
 
 @pytest.fixture(scope="module")

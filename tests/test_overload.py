@@ -91,8 +91,10 @@ def test_a_forward_pass_that_times_out_is_a_503_with_retry_after(trained_model):
     response = app.test_client().post("/predict", json=DIGIT)
     assert response.status_code == 503 and response.headers["Retry-After"] == "1"
     assert response.json == {"error": "the model is overloaded; try again"}
-    assert "Retry-After" in app.test_client().get("/openapi.json").json["paths"]["/predict"]["post"]["responses"][
-        "503"]["headers"]
+    assert (
+        "Retry-After"
+        in app.test_client().get("/openapi.json").json["paths"]["/predict"]["post"]["responses"]["503"]["headers"]
+    )
 
 
 def test_the_default_leaves_threads_to_answer_health_metrics_and_refusals():
@@ -126,7 +128,9 @@ def test_the_server_takes_the_limits_from_flags_and_the_environment(trained_mode
     process, url = start_server(trained_model, "--max-images-per-request", 1, env={"MAX_IN_FLIGHT": "3"})
     try:
         assert post(url + "predict", {"pixels": [DIGIT["pixels"]] * 2}) == (
-            413, {"error": "the request holds 2 images; at most 1 are accepted"})
+            413,
+            {"error": "the request holds 2 images; at most 1 are accepted"},
+        )
         text = get(url + "metrics")
         assert metric(text, "cnn_mnist_max_in_flight") == 3
         assert metric(text, "cnn_mnist_in_flight") == 0 and metric(text, "cnn_mnist_waiting") == 0

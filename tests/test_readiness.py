@@ -12,7 +12,6 @@ import urllib.error
 import urllib.request
 
 import pytest
-
 from conftest import ROOT, free_port
 from helpers import wait_until
 
@@ -40,9 +39,14 @@ def catches_sighup(pid: int) -> bool:
 
 def start(model, notify_path):
     port = free_port()
-    process = subprocess.Popen([sys.executable, "-m", "cnn_mnist.serving.cli", "--model", str(model), "--port",
-                                str(port)], env={**os.environ, "NOTIFY_SOCKET": notify_path}, cwd=ROOT,
-                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    process = subprocess.Popen(
+        [sys.executable, "-m", "cnn_mnist.serving.cli", "--model", str(model), "--port", str(port)],
+        env={**os.environ, "NOTIFY_SOCKET": notify_path},
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     return process, f"http://127.0.0.1:{port}/"
 
 

@@ -1,7 +1,8 @@
 """Reloads do not leak: RSS stays bounded over repeated SIGHUP swaps under traffic (issue 8 §6).
 
 The server runs with its default thread count (server-defaults.json). Without cnn_mnist/serving/heap.py, RSS
-climbed by about 22 MB per reload here (at 32 threads) (698 → 1,033 MB in 15 reloads); with only the garbage collection and malloc_trim, by about
+climbed by about 22 MB per reload here (at 32 threads) (698 → 1,033 MB in 15 reloads); with only the garbage
+collection and malloc_trim, by about
 12 MB; with the mmap threshold pinned as well, the first reloads add some 20 MB and later ones almost
 nothing (697 → 724 MB). The test allows 80 MB over the server before any reload (after the same
 traffic): about 11 % of a fresh server, three times what the fixed server shows, and crossed by the

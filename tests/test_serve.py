@@ -30,17 +30,20 @@ def digits():
         return data["x_test"][:8], data["y_test"][:8]
 
 
-@pytest.mark.parametrize("args, env, words", [
-    (["--backend", "theano"], {}, ["Theano", "tensorflow, jax, torch"]),
-    ([], {"KERAS_BACKEND": "theano"}, ["Theano"]),
-    ([], {"KERAS_BACKEND": "", "BACKEND": "mxnet"}, ["unknown backend 'mxnet'"]),
-    (["--backend", "cntk"], {}, ["unknown backend 'cntk'"]),
-    (["--port", "70000"], {}, ["--port"]),
-    (["--threads", "0"], {}, ["--threads"]),
-    ([], {"PORT": "abc"}, ["--port", "'abc'"]),
-    ([], {"THREADS": "0"}, ["--threads"]),
-    (["--model", "/nonexistent/model.keras"], {}, ["model not found: /nonexistent/model.keras"]),
-])
+@pytest.mark.parametrize(
+    "args, env, words",
+    [
+        (["--backend", "theano"], {}, ["Theano", "tensorflow, jax, torch"]),
+        ([], {"KERAS_BACKEND": "theano"}, ["Theano"]),
+        ([], {"KERAS_BACKEND": "", "BACKEND": "mxnet"}, ["unknown backend 'mxnet'"]),
+        (["--backend", "cntk"], {}, ["unknown backend 'cntk'"]),
+        (["--port", "70000"], {}, ["--port"]),
+        (["--threads", "0"], {}, ["--threads"]),
+        ([], {"PORT": "abc"}, ["--port", "'abc'"]),
+        ([], {"THREADS": "0"}, ["--threads"]),
+        (["--model", "/nonexistent/model.keras"], {}, ["model not found: /nonexistent/model.keras"]),
+    ],
+)
 def test_usage_errors_before_loading_anything(args, env, words, trained_model, tmp_path):
     """Found before the backend is imported: an import would exit 97 here (tests/backend_hook.py)."""
     forbid_import = hook_env(tmp_path, "forbid")
@@ -58,8 +61,14 @@ def test_missing_or_wrong_model_is_a_one_line_error(tmp_path):
 
 def launch(*args, env):
     """Start the server with `env` and read its one 'serving … at URL' line; returns (process, match)."""
-    process = subprocess.Popen([*SERVE, *map(str, args)], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                               text=True, cwd=ROOT, env={**os.environ, **env})
+    process = subprocess.Popen(
+        [*SERVE, *map(str, args)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        cwd=ROOT,
+        env={**os.environ, **env},
+    )
     line = process.stdout.readline()
     match = URL_LINE.fullmatch(line.strip())
     if not match:
@@ -83,15 +92,24 @@ def test_settings_from_the_environment_and_an_h5_model(tmp_path, trained_model, 
 
     keras.saving.load_model(trained_model / "model.keras", compile=False).save(tmp_path / "model.h5")
     port = free_port()
-    process, match = launch(env={"MODEL": str(tmp_path / "model.h5"), "PORT": str(port), "HOST": "127.0.0.1",
-                                 "THREADS": "2", "KERAS_BACKEND": ""})
+    process, match = launch(
+        env={
+            "MODEL": str(tmp_path / "model.h5"),
+            "PORT": str(port),
+            "HOST": "127.0.0.1",
+            "THREADS": "2",
+            "KERAS_BACKEND": "",
+        }
+    )
     try:
         assert match.group(3) == f"http://127.0.0.1:{port}/" and match.group(2) == "tensorflow"
         status, answers = post(match.group(3) + "predict", {"pixels": digits[0].tolist()})
         assert status == 200
         assert (np.array([a["digit"] for a in answers]) == digits[1]).mean() >= 0.75
-        assert answers[0]["model"]["sha256"] == __import__("hashlib").sha256(
-            (tmp_path / "model.h5").read_bytes()).hexdigest()
+        assert (
+            answers[0]["model"]["sha256"]
+            == __import__("hashlib").sha256((tmp_path / "model.h5").read_bytes()).hexdigest()
+        )
     finally:
         stop(process)
 
@@ -101,19 +119,20 @@ def test_flags_win_over_the_environment_and_jax_serves(trained_model, digits):
     """Env says a missing model, another port and Theano; the flags say otherwise and win (on JAX)."""
     env_port, flag_port = free_port(), free_port()
     env = {"MODEL": "/nowhere/model.keras", "PORT": str(env_port), "KERAS_BACKEND": "theano", "THREADS": "1"}
-    process, match = launch("--model", trained_model, "--port", flag_port, "--backend", "jax", "--threads", 4,
-                            env=env)
+    process, match = launch("--model", trained_model, "--port", flag_port, "--backend", "jax", "--threads", 4, env=env)
     try:
         assert match.group(3) == f"http://127.0.0.1:{flag_port}/" and match.group(2) == "jax"
         body = {"pixels": digits[0].tolist()}
         status, on_jax = post(match.group(3) + "predict", body)
         assert status == 200
         on_tensorflow = Predictor(str(trained_model / "model.keras"), "1").predict(
-            digits[0][..., None].astype(np.float32) / 255)
+            digits[0][..., None].astype(np.float32) / 255
+        )
         assert [a["digit"] for a in on_jax] == on_tensorflow.argmax(axis=1).tolist()
         np.testing.assert_allclose([a["probabilities"] for a in on_jax], on_tensorflow, atol=1e-4)
-        status, tf_serving = post(match.group(3) + "v1/models/cnn-mnist:predict",
-                                  {"instances": (digits[0][:2, ..., None] / 255).tolist()})
+        status, tf_serving = post(
+            match.group(3) + "v1/models/cnn-mnist:predict", {"instances": (digits[0][:2, ..., None] / 255).tolist()}
+        )
         assert status == 200 and len(tf_serving["predictions"]) == 2
     finally:
         stop(process)
@@ -217,8 +236,9 @@ def test_body_limit_then_sigterm_drains_the_request_in_flight_and_exits_0(traine
     assert refused_unread(huge)  # past waitress' own limit
     port, answers = urllib.parse.urlsplit(url).port, []
     connection = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
-    connection.request("POST", "/predict", json.dumps({"pixels": digits[0][0].tolist()}),
-                       {"Content-Type": "application/json"})
+    connection.request(
+        "POST", "/predict", json.dumps({"pixels": digits[0][0].tolist()}), {"Content-Type": "application/json"}
+    )
 
     def receive():
         response = connection.getresponse()
@@ -233,7 +253,7 @@ def test_body_limit_then_sigterm_drains_the_request_in_flight_and_exits_0(traine
     process.send_signal(signal.SIGTERM)
     assert process.wait(timeout=60) == 0
     client.join(timeout=30)
-    (status, answer, answered), = answers
+    ((status, answer, answered),) = answers
     assert status == 200 and answer["digit"] == digits[1][0], answer
     assert answered > signalled, "answered before SIGTERM: the drain was not tested"
     with pytest.raises(urllib.error.URLError) as refused:

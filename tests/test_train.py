@@ -200,8 +200,9 @@ def test_train_py_trains_from_the_checkout_it_lies_in(tmp_path):
     shutil.copytree(ROOT / "train", checkout / "train", ignore=shutil.ignore_patterns("__pycache__"))
     cli = checkout / "cnn_mnist" / "training" / "cli.py"
     cli.write_text(cli.read_text().replace('"""`cnn-mnist-train`:', '"""This checkout\'s `cnn-mnist-train`:', 1))
-    result = subprocess.run([sys.executable, "train/train.py", "--help"], capture_output=True, text=True,
-                            cwd=checkout, timeout=120)
+    result = subprocess.run(
+        [sys.executable, "train/train.py", "--help"], capture_output=True, text=True, cwd=checkout, timeout=120
+    )
     assert result.returncode == 0, result.stderr
     assert result.stdout.startswith("usage: cnn-mnist-train")
     assert "This checkout's `cnn-mnist-train`:" in result.stdout
@@ -303,8 +304,14 @@ def test_another_seed_gives_another_model(tiny_model, tmp_path):
 @pytest.mark.slow
 def test_metrics_name_the_lock_nix_passes(tmp_path):
     """model.nix exports CNN_MNIST_LOCK (the nixpkgs it builds from); metrics.json records it."""
-    result = run_trainer("--dataset", DATASET, *TINY, "--output", tmp_path / "out",
-                         env={"CNN_MNIST_LOCK": "nixpkgs 26.05.20260926.5e2305d"})
+    result = run_trainer(
+        "--dataset",
+        DATASET,
+        *TINY,
+        "--output",
+        tmp_path / "out",
+        env={"CNN_MNIST_LOCK": "nixpkgs 26.05.20260926.5e2305d"},
+    )
     assert result.returncode == 0, result.stderr
     metrics = json.loads((tmp_path / "out" / "metrics.json").read_text())
     assert metrics["versions"]["lock"] == "nixpkgs 26.05.20260926.5e2305d"

@@ -18,10 +18,10 @@ import signal
 import keras
 import numpy as np
 import pytest
-from PIL import Image
 from conftest import DATASET, metric, start_server
 from helpers import Hammer, get, stop, wait_until
 from model_variants import nudged, save_variant
+from PIL import Image
 
 from cnn_mnist.serving.app import create_app
 from cnn_mnist.serving.inference import ModelCheckError
@@ -82,13 +82,17 @@ def test_labelled_versions_serve_side_by_side_as_tf_serving_does(tmp_path, train
     assert states(client) == {"3": ("AVAILABLE", "OK"), "2": ("AVAILABLE", "OK"), "1": ("END", "OK")}
 
     instances = {"instances": (digits[..., None] / 255).tolist()}
-    by_version = {v: np.array(client.post(f"{TF}/versions/{v}:predict", json=instances).json["predictions"])
-                  for v in ("2", "3")}
+    by_version = {
+        v: np.array(client.post(f"{TF}/versions/{v}:predict", json=instances).json["predictions"]) for v in ("2", "3")
+    }
     np.testing.assert_allclose(by_version["3"], probabilities(nudged_model, digits), atol=1e-5)
     np.testing.assert_allclose(by_version["2"], probabilities(trained_model / "model.keras", digits), atol=1e-5)
     assert not np.allclose(by_version["2"], by_version["3"], rtol=1e-3, atol=0)
-    for path, version in ((f"{TF}/labels/canary:predict", "3"), (f"{TF}/labels/stable:predict", "2"),
-                          (f"{TF}:predict", "2")):
+    for path, version in (
+        (f"{TF}/labels/canary:predict", "3"),
+        (f"{TF}/labels/stable:predict", "2"),
+        (f"{TF}:predict", "2"),
+    ):
         np.testing.assert_allclose(client.post(path, json=instances).json["predictions"], by_version[version])
 
     pixels = digits[0].tolist()
@@ -125,8 +129,14 @@ def test_unknown_versions_and_labels_get_tf_servings_errors(tmp_path, trained_mo
     assert client.get(f"{TF}/labels/stable/metadata").json["model_spec"]["version"] == "2"
 
     pixels = digits[0].tolist()
-    for body, status in (({"version": 1}, 404), ({"label": "canary"}, 400), ({"version": 2, "label": "stable"}, 400),
-                         ({"version": "two"}, 400), ({"version": True}, 400), ({"label": 2}, 400)):
+    for body, status in (
+        ({"version": 1}, 404),
+        ({"label": "canary"}, 400),
+        ({"version": 2, "label": "stable"}, 400),
+        ({"version": "two"}, 400),
+        ({"version": True}, 400),
+        ({"label": 2}, 400),
+    ):
         answer = client.post("/predict", json={"pixels": pixels, **body})
         assert answer.status_code == status and "error" in answer.json, body
 

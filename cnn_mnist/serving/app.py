@@ -16,17 +16,23 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 from werkzeug.routing import BaseConverter
 
-from . import NAME
-from . import openapi
+from ..core.preprocessing import png_data_url
+from . import NAME, openapi
 from .batching import MicroBatcher
 from .canary import CanarySet, load_canary
 from .defaults import SERVER
-from .inputs import (Budget, InputError, decode_base64_images, decode_images, only_numbers_under, pixel_array,
-                     tf_serving_input)
+from .inputs import (
+    Budget,
+    InputError,
+    decode_base64_images,
+    decode_images,
+    only_numbers_under,
+    pixel_array,
+    tf_serving_input,
+)
 from .jsonio import FastJSONProvider
 from .metrics import Metrics
 from .model_store import ModelStore, NotServed
-from ..core.preprocessing import png_data_url
 
 log = logging.getLogger(__name__)
 MODEL_NAME = NAME
@@ -137,13 +143,16 @@ def _admitting(limit: int, metrics):
                     return view(*args, **kwargs)
             finally:
                 slots.release()
+
         return admitted
+
     return decorate
 
 
 def _register_routes(app, store, batcher, metrics):
-    budget = Budget(app.config["MAX_IMAGES_PER_REQUEST"], app.config["MAX_IMAGE_PIXELS"],
-                    app.config["MAX_REQUEST_PIXELS"])
+    budget = Budget(
+        app.config["MAX_IMAGES_PER_REQUEST"], app.config["MAX_IMAGE_PIXELS"], app.config["MAX_REQUEST_PIXELS"]
+    )
     admitting = _admitting(app.config["MAX_IN_FLIGHT"], metrics)
 
     @app.get("/")
@@ -166,7 +175,7 @@ def _register_routes(app, store, batcher, metrics):
         model = info.as_json()
         answers = [{"digit": int(row.argmax()), "probabilities": row.tolist(), "model": model} for row in probabilities]
         if include_input:  # the 28x28 image the model saw, to see why a drawing was misread
-            for answer, image in zip(answers, images):
+            for answer, image in zip(answers, images, strict=True):
                 answer["input"] = png_data_url(image)
         return jsonify(answers if is_batch else answers[0])
 
@@ -213,12 +222,14 @@ def _register_routes(app, store, batcher, metrics):
             return jsonify({"status": "draining"}), 503
         serving = store.serving
         default = serving.default_version
-        return jsonify({
-            "status": "ready",
-            "model": {**default.predictor.info.as_json(), "canary_accuracy": default.canary_accuracy},
-            "versions": {number: entry.canary_accuracy for number, entry in sorted(serving.versions.items())},
-            "labels": serving.labels,
-        })
+        return jsonify(
+            {
+                "status": "ready",
+                "model": {**default.predictor.info.as_json(), "canary_accuracy": default.canary_accuracy},
+                "versions": {number: entry.canary_accuracy for number, entry in sorted(serving.versions.items())},
+                "labels": serving.labels,
+            }
+        )
 
     @app.get("/metrics")
     def prometheus():
@@ -312,8 +323,11 @@ def _register_errors(app, metrics):
     @app.errorhandler(HTTPException)
     def http_error(error):
         # Keep Werkzeug's headers (a 405's Allow), with our JSON body in place of its HTML page.
-        headers = [(name, value) for name, value in error.get_response().headers
-                   if name not in ("Content-Type", "Content-Length")]
+        headers = [
+            (name, value)
+            for name, value in error.get_response().headers
+            if name not in ("Content-Type", "Content-Length")
+        ]
         return jsonify({"error": f"{error.name}: {error.description}"}), error.code, headers
 
     @app.errorhandler(Exception)

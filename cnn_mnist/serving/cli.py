@@ -12,13 +12,12 @@ import signal
 import sys
 import threading
 
-from . import NAME
 from ..core.backends import BACKENDS, DEFAULT_BACKEND
-from .canary import load_canary
 from ..core.cli import ArgumentParser, add_verbose_option, fail, fraction, import_keras, positive_float, positive_int
-from . import systemd
-from .defaults import SERVER as DEFAULTS
 from ..core.errors import UsageError
+from . import NAME, systemd
+from .canary import load_canary
+from .defaults import SERVER as DEFAULTS
 
 PROG = NAME
 # Descriptors besides the connections: listener, waitress' trigger, logs, model files (8 at rest, measured).
@@ -39,35 +38,77 @@ def build_parser() -> ArgumentParser:
     """
     env = os.environ
     parser = ArgumentParser(prog=PROG, description=__doc__.splitlines()[0])
-    parser.add_argument("--model", default=env.get("MODEL", "out/model.keras"),
-                        help="a .keras/.h5 file, a trainer output directory, or a directory of versions 1/, 2/, …")
+    parser.add_argument(
+        "--model",
+        default=env.get("MODEL", "out/model.keras"),
+        help="a .keras/.h5 file, a trainer output directory, or a directory of versions 1/, 2/, …",
+    )
     parser.add_argument("--host", default=env.get("HOST", "127.0.0.1"))
     # String defaults from the environment go through each option's `type`, so PORT=abc is a usage error.
     parser.add_argument("--port", type=int, default=env.get("PORT", "8080"))
-    parser.add_argument("--backend", default=env.get("KERAS_BACKEND") or env.get("BACKEND") or DEFAULT_BACKEND,
-                        help=f"one of {', '.join(BACKENDS)}")
-    parser.add_argument("--threads", type=positive_int, default=env.get("THREADS", str(DEFAULTS["threads"])),
-                        help=f"waitress worker threads (default {DEFAULTS['threads']})")
+    parser.add_argument(
+        "--backend",
+        default=env.get("KERAS_BACKEND") or env.get("BACKEND") or DEFAULT_BACKEND,
+        help=f"one of {', '.join(BACKENDS)}",
+    )
+    parser.add_argument(
+        "--threads",
+        type=positive_int,
+        default=env.get("THREADS", str(DEFAULTS["threads"])),
+        help=f"waitress worker threads (default {DEFAULTS['threads']})",
+    )
     parser.add_argument("--max-batch-size", type=positive_int, default=DEFAULTS["max_batch_size"])
-    parser.add_argument("--max-batch-delay-ms", type=float, default=DEFAULTS["max_batch_delay_ms"],
-                        help=f"how long a request may wait to share a forward pass (default {DEFAULTS['max_batch_delay_ms']})")
+    parser.add_argument(
+        "--max-batch-delay-ms",
+        type=float,
+        default=DEFAULTS["max_batch_delay_ms"],
+        help=f"how long a request may wait to share a forward pass (default {DEFAULTS['max_batch_delay_ms']})",
+    )
     parser.add_argument("--max-body-bytes", type=positive_int, default=DEFAULTS["max_body_bytes"])
     for flag, key, what in LIMITS:
-        parser.add_argument(flag, type=positive_int, default=env.get(key.upper(), str(DEFAULTS[key])),
-                            help=f"{what} (${key.upper()}; default {DEFAULTS[key]})")
-    parser.add_argument("--drain-seconds", type=positive_float, default=DEFAULTS["drain_seconds"],
-                        help="on SIGTERM, how long to let requests in flight finish")
-    parser.add_argument("--connection-limit", type=positive_int, default=DEFAULTS["connection_limit"],
-                        help=f"open connections at most; beyond it waitress stops accepting (default {DEFAULTS['connection_limit']})")
-    parser.add_argument("--channel-timeout", type=positive_int, default=DEFAULTS["channel_timeout"],
-                        help=f"seconds a connection may sit idle or half-sent before it is closed (default {DEFAULTS['channel_timeout']})")
-    parser.add_argument("--canary", help="the canary set every model is scored on before it serves: a Keras "
-                        "mnist.npz (x_test, y_test) or an IDX directory (default: 1,000 MNIST test digits shipped)")
-    parser.add_argument("--min-accuracy", type=fraction, default=DEFAULTS["min_accuracy"],
-                        help=f"canary accuracy below which a model never serves (default {DEFAULTS['min_accuracy']})")
-    parser.add_argument("--max-regression", type=fraction, default=DEFAULTS["max_regression"],
-                        help="on SIGHUP, refuse a model scoring this much below the one serving; 1 turns it off "
-                        f"(default {DEFAULTS['max_regression']})")
+        parser.add_argument(
+            flag,
+            type=positive_int,
+            default=env.get(key.upper(), str(DEFAULTS[key])),
+            help=f"{what} (${key.upper()}; default {DEFAULTS[key]})",
+        )
+    parser.add_argument(
+        "--drain-seconds",
+        type=positive_float,
+        default=DEFAULTS["drain_seconds"],
+        help="on SIGTERM, how long to let requests in flight finish",
+    )
+    parser.add_argument(
+        "--connection-limit",
+        type=positive_int,
+        default=DEFAULTS["connection_limit"],
+        help=f"open connections at most; beyond it waitress stops accepting (default {DEFAULTS['connection_limit']})",
+    )
+    parser.add_argument(
+        "--channel-timeout",
+        type=positive_int,
+        default=DEFAULTS["channel_timeout"],
+        help="seconds a connection may sit idle or half-sent before it is closed "
+        f"(default {DEFAULTS['channel_timeout']})",
+    )
+    parser.add_argument(
+        "--canary",
+        help="the canary set every model is scored on before it serves: a Keras "
+        "mnist.npz (x_test, y_test) or an IDX directory (default: 1,000 MNIST test digits shipped)",
+    )
+    parser.add_argument(
+        "--min-accuracy",
+        type=fraction,
+        default=DEFAULTS["min_accuracy"],
+        help=f"canary accuracy below which a model never serves (default {DEFAULTS['min_accuracy']})",
+    )
+    parser.add_argument(
+        "--max-regression",
+        type=fraction,
+        default=DEFAULTS["max_regression"],
+        help="on SIGHUP, refuse a model scoring this much below the one serving; 1 turns it off "
+        f"(default {DEFAULTS['max_regression']})",
+    )
     add_verbose_option(parser)
     return parser
 
@@ -103,20 +144,29 @@ def main(argv=None) -> int:
     from .waitress_server import create_server, drain, export_queue, serve_until
 
     try:
-        app = create_app({
-            "MODEL": args.model,
-            "MAX_BATCH_SIZE": args.max_batch_size,
-            "MAX_BATCH_DELAY_MS": args.max_batch_delay_ms,
-            "MAX_BODY_BYTES": args.max_body_bytes,
-            **{key.upper(): getattr(args, key) for _, key, _ in LIMITS},
-            "CANARY": args.canary,
-            "MIN_ACCURACY": args.min_accuracy,
-            "MAX_REGRESSION": args.max_regression,
-        })
+        app = create_app(
+            {
+                "MODEL": args.model,
+                "MAX_BATCH_SIZE": args.max_batch_size,
+                "MAX_BATCH_DELAY_MS": args.max_batch_delay_ms,
+                "MAX_BODY_BYTES": args.max_body_bytes,
+                **{key.upper(): getattr(args, key) for _, key, _ in LIMITS},
+                "CANARY": args.canary,
+                "MIN_ACCURACY": args.min_accuracy,
+                "MAX_REGRESSION": args.max_regression,
+            }
+        )
         # waitress' own body limit stops abuse early; the app's (smaller) one answers with a JSON 413
-        server = create_server(app, host=args.host, port=args.port, threads=args.threads,
-                               connection_limit=args.connection_limit, channel_timeout=args.channel_timeout,
-                               max_request_body_size=2 * args.max_body_bytes, ident=PROG)
+        server = create_server(
+            app,
+            host=args.host,
+            port=args.port,
+            threads=args.threads,
+            connection_limit=args.connection_limit,
+            channel_timeout=args.channel_timeout,
+            max_request_body_size=2 * args.max_body_bytes,
+            ident=PROG,
+        )
     except ModelCheckError as error:
         fail(PROG, str(error))
     except OSError as error:
@@ -134,8 +184,11 @@ def main(argv=None) -> int:
     host = f"[{server.effective_host}]" if ":" in str(server.effective_host) else server.effective_host
     # loaded, canary-checked and warmed (create_app), and the port open (create_server): systemd may send traffic
     systemd.ready(serving_status(store))
-    print(f"{PROG}: serving model {info.name} version {info.version} ({args.backend}) "
-          f"at http://{host}:{server.effective_port}/", flush=True)
+    print(
+        f"{PROG}: serving model {info.name} version {info.version} ({args.backend}) "
+        f"at http://{host}:{server.effective_port}/",
+        flush=True,
+    )
     if early_reload.is_set():
         threading.Thread(target=reload, args=(store,), daemon=True).start()
     serve_until(server, stopping)
@@ -169,8 +222,11 @@ def ensure_file_descriptors(connection_limit: int) -> None:
     if soft == resource.RLIM_INFINITY or soft >= needed:
         return
     if hard != resource.RLIM_INFINITY and hard < needed:
-        fail(PROG, f"--connection-limit {connection_limit} needs {needed} file descriptors, but at most {hard} "
-                   "may be opened (ulimit -n; LimitNOFILE= under systemd)")
+        fail(
+            PROG,
+            f"--connection-limit {connection_limit} needs {needed} file descriptors, but at most {hard} "
+            "may be opened (ulimit -n; LimitNOFILE= under systemd)",
+        )
     resource.setrlimit(resource.RLIMIT_NOFILE, (needed, hard))
 
 

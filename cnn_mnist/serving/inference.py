@@ -17,9 +17,9 @@ from dataclasses import dataclass
 import keras
 import numpy as np
 
-from . import NAME
 from ..core.data import NUM_CLASSES
 from ..core.net import INPUT_SHAPE
+from . import NAME
 
 
 class ModelCheckError(Exception):
@@ -80,7 +80,8 @@ class Predictor:
         inputs, outputs = tuple(self.model.input_shape), tuple(self.model.output_shape)
         if inputs[1:] != INPUT_SHAPE or outputs[1:] != (NUM_CLASSES,):
             raise ModelCheckError(
-                f"{path}: takes {inputs} and gives {outputs}; an MNIST model takes (None, 28, 28, 1) and gives (None, 10)"
+                f"{path}: takes {inputs} and gives {outputs}; "
+                "an MNIST model takes (None, 28, 28, 1) and gives (None, 10)"
             )
 
     def _warm_up(self):

@@ -63,8 +63,9 @@ def decode_images(encoded: list, budget: Budget) -> np.ndarray:
     images = [_open(data, budget.image_pixels) for data in encoded]
     pixels = sum(image.width * image.height for image in images)
     if pixels > budget.request_pixels:
-        raise InputError(f"the request's images hold {pixels} pixels together; "
-                         f"at most {budget.request_pixels} are accepted", 413)
+        raise InputError(
+            f"the request's images hold {pixels} pixels together; at most {budget.request_pixels} are accepted", 413
+        )
     return to_model_input(np.stack([_digit(image) for image in images]))
 
 
@@ -180,7 +181,9 @@ def _leaf_types(value) -> set:
         kinds |= types - {list}
         if list not in types:
             break
-        level = list(chain.from_iterable(level)) if len(types) == 1 else [i for x in level if type(x) is list for i in x]
+        level = (
+            list(chain.from_iterable(level)) if len(types) == 1 else [i for x in level if type(x) is list for i in x]
+        )
     return kinds
 
 
@@ -191,7 +194,9 @@ def tf_serving_input(body: dict, raw: bytes, budget: Budget) -> tuple:
     """
     signature = body.get("signature_name", SIGNATURE)
     if signature != SIGNATURE:
-        raise InputError(f'"signature_name" must be "{SIGNATURE}", the model\'s one signature; got {json.dumps(signature)}')
+        raise InputError(
+            f'"signature_name" must be "{SIGNATURE}", the model\'s one signature; got {json.dumps(signature)}'
+        )
     if ("instances" in body) == ("inputs" in body):
         raise InputError('the request needs exactly one of "instances" or "inputs"')
     key = "instances" if "instances" in body else "inputs"

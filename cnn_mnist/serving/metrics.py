@@ -7,22 +7,31 @@ class Metrics:
     def __init__(self):
         self.registry = CollectorRegistry()
         self.requests = Counter(
-            "cnn_mnist_requests", "HTTP requests by route and status", ["route", "method", "status"],
+            "cnn_mnist_requests",
+            "HTTP requests by route and status",
+            ["route", "method", "status"],
             registry=self.registry,
         )
         self.latency = Histogram(
-            "cnn_mnist_request_seconds", "Time to answer a request", ["route"], registry=self.registry,
+            "cnn_mnist_request_seconds",
+            "Time to answer a request",
+            ["route"],
+            registry=self.registry,
             buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5),
         )
         self.batch_size = Histogram(
-            "cnn_mnist_batch_size", "Images per forward pass (micro-batching at work)", registry=self.registry,
+            "cnn_mnist_batch_size",
+            "Images per forward pass (micro-batching at work)",
+            registry=self.registry,
             buckets=(1, 2, 4, 8, 16, 32, 64, 128),
         )
         self.predictions = Counter("cnn_mnist_predictions", "Images classified", registry=self.registry)
         self.model = Info("cnn_mnist_model", "The default model now serving", registry=self.registry)
         self.model_version = Gauge("cnn_mnist_model_version", "Default version now serving", registry=self.registry)
         self.canary_accuracy = Gauge(
-            "cnn_mnist_canary_accuracy", "Accuracy on the canary set of each version serving", ["version"],
+            "cnn_mnist_canary_accuracy",
+            "Accuracy on the canary set of each version serving",
+            ["version"],
             registry=self.registry,
         )
         self._canary_versions = set()
@@ -34,18 +43,23 @@ class Metrics:
             "cnn_mnist_in_flight", "Prediction requests being answered (decoded, classified)", registry=self.registry
         )
         self.max_in_flight = Gauge(
-            "cnn_mnist_max_in_flight", "--max-in-flight: predictions answered at once before a 503", registry=self.registry
+            "cnn_mnist_max_in_flight",
+            "--max-in-flight: predictions answered at once before a 503",
+            registry=self.registry,
         )
         self.refused = Counter(
-            "cnn_mnist_refused", "Prediction requests refused with a 503 because --max-in-flight were in flight",
+            "cnn_mnist_refused",
+            "Prediction requests refused with a 503 because --max-in-flight were in flight",
             registry=self.registry,
         )
         self.waiting = Gauge(
-            "cnn_mnist_waiting", "Connections with a request waiting in waitress' queue for a free thread",
+            "cnn_mnist_waiting",
+            "Connections with a request waiting in waitress' queue for a free thread",
             registry=self.registry,
         )
         self.queued = Counter(
-            "cnn_mnist_queued", "Requests that found every waitress thread busy (its 'Task queue depth' warnings)",
+            "cnn_mnist_queued",
+            "Requests that found every waitress thread busy (its 'Task queue depth' warnings)",
             registry=self.registry,
         )
 

@@ -4,7 +4,6 @@ from .. import __version__
 from . import NAME
 
 
-
 def _array(items, size=None, **more):
     """A JSON array of `items`, exactly `size` long when given."""
     return {"type": "array", "items": items, **({"minItems": size, "maxItems": size} if size else {}), **more}
@@ -17,10 +16,15 @@ def _images(low_high, description):
     return {"description": description, "oneOf": one + [_array(image, minItems=1) for image in one]}
 
 
-PIXELS = _images((0, 255), "One 28x28 image (784 numbers, 28x28 or 28x28x1) or a batch of them; "
-                           "values 0-255, or 0-1 when none is above 1 (ink is high)")
-TF_BATCH = {"description": "A batch of 28x28x1 images in 0-1 (flat 784 or 28x28 per image are accepted too)",
-            "oneOf": _images((0, 1), "")["oneOf"][3:]}  # TF Serving's tensors always have the batch dimension
+PIXELS = _images(
+    (0, 255),
+    "One 28x28 image (784 numbers, 28x28 or 28x28x1) or a batch of them; "
+    "values 0-255, or 0-1 when none is above 1 (ink is high)",
+)
+TF_BATCH = {
+    "description": "A batch of 28x28x1 images in 0-1 (flat 784 or 28x28 per image are accepted too)",
+    "oneOf": _images((0, 1), "")["oneOf"][3:],
+}  # TF Serving's tensors always have the batch dimension
 TF_INSTANCE = {"oneOf": [batch["items"] for batch in TF_BATCH["oneOf"]]}
 PREDICT_OPTIONS = {
     "include_input": {"type": "boolean", "description": "Also answer the 28x28 image the model saw, as `input`"},
@@ -31,10 +35,16 @@ PREDICT_JSON = {
     "type": "object",
     "description": 'Exactly one of "image", "images" or "pixels"; optionally the answer options',
     "oneOf": [
-        {"required": ["image"], "properties": {
-            "image": {"type": "string", "description": "A base64 PNG/JPEG/GIF/BMP/WEBP/TIFF, or a data: URL"}}},
-        {"required": ["images"], "properties": {
-            "images": _array({"type": "string", "description": "base64 or a data: URL"}, minItems=1)}},
+        {
+            "required": ["image"],
+            "properties": {
+                "image": {"type": "string", "description": "A base64 PNG/JPEG/GIF/BMP/WEBP/TIFF, or a data: URL"}
+            },
+        },
+        {
+            "required": ["images"],
+            "properties": {"images": _array({"type": "string", "description": "base64 or a data: URL"}, minItems=1)},
+        },
         {"required": ["pixels"], "properties": {"pixels": PIXELS}},
     ],
     "properties": PREDICT_OPTIONS,
@@ -43,15 +53,36 @@ TF_PREDICT_JSON = {
     "type": "object",
     "description": 'TF Serving REST: row ("instances") or columnar ("inputs") format, exactly one of them',
     "oneOf": [
-        {"required": ["instances"], "properties": {"instances": {"oneOf": [
-            *TF_BATCH["oneOf"],
-            _array({"type": "object", "minProperties": 1, "maxProperties": 1, "additionalProperties": TF_INSTANCE},
-                   minItems=1),
-        ]}}},
-        {"required": ["inputs"], "properties": {"inputs": {"oneOf": [
-            *TF_BATCH["oneOf"],
-            {"type": "object", "minProperties": 1, "maxProperties": 1, "additionalProperties": TF_BATCH},
-        ]}}},
+        {
+            "required": ["instances"],
+            "properties": {
+                "instances": {
+                    "oneOf": [
+                        *TF_BATCH["oneOf"],
+                        _array(
+                            {
+                                "type": "object",
+                                "minProperties": 1,
+                                "maxProperties": 1,
+                                "additionalProperties": TF_INSTANCE,
+                            },
+                            minItems=1,
+                        ),
+                    ]
+                }
+            },
+        },
+        {
+            "required": ["inputs"],
+            "properties": {
+                "inputs": {
+                    "oneOf": [
+                        *TF_BATCH["oneOf"],
+                        {"type": "object", "minProperties": 1, "maxProperties": 1, "additionalProperties": TF_BATCH},
+                    ]
+                }
+            },
+        },
     ],
     "properties": {"signature_name": {"type": "string", "enum": ["serving_default"]}},
 }
@@ -68,13 +99,25 @@ def _json(schema, description="OK"):
 _ERRORS = {
     "400": _json(_ref("Error"), "Malformed input"),
     "404": _json(_ref("Error"), "No such model version"),
-    "413": _json(_ref("Error"), "Over a limit: the body's bytes, the images in the request, the pixels of one "
-                 "image or of all of them (read from the image headers, before decoding)"),
+    "413": _json(
+        _ref("Error"),
+        "Over a limit: the body's bytes, the images in the request, the pixels of one "
+        "image or of all of them (read from the image headers, before decoding)",
+    ),
     "415": _json(_ref("Error"), "An image format that is not supported"),
-    "503": {**_json(_ref("Error"), "Overloaded: as many predictions as the server answers at once are in flight, "
-                    "or none answered in time; send it again after Retry-After"),
-            "headers": {"Retry-After": {"description": "Seconds to wait before sending the request again",
-                                        "schema": {"type": "integer", "minimum": 1}}}},
+    "503": {
+        **_json(
+            _ref("Error"),
+            "Overloaded: as many predictions as the server answers at once are in flight, "
+            "or none answered in time; send it again after Retry-After",
+        ),
+        "headers": {
+            "Retry-After": {
+                "description": "Seconds to wait before sending the request again",
+                "schema": {"type": "integer", "minimum": 1},
+            }
+        },
+    },
 }
 
 
@@ -86,12 +129,18 @@ def _tf_serving_routes(prefix, parameter=None):
     """TF Serving's status, metadata and predict under `prefix`: the model, or one `parameter` (version, label)."""
     scope, not_found = {}, {}
     if parameter:
-        scope = {"parameters": [{"name": parameter, "in": "path", "required": True,
-                                 "schema": PREDICT_OPTIONS[parameter]}]}
+        scope = {
+            "parameters": [{"name": parameter, "in": "path", "required": True, "schema": PREDICT_OPTIONS[parameter]}]
+        }
         # as TF Serving answers: an unknown version is NOT_FOUND (404), an unknown label INVALID_ARGUMENT (400)
-        not_found = ({"404": _json(_ref("Error"), "No such version")} if parameter == "version"
-                     else {"400": _json(_ref("Error"), "No such label"),
-                           "404": _json(_ref("Error"), "No such route: a label cannot hold / or :")})
+        not_found = (
+            {"404": _json(_ref("Error"), "No such version")}
+            if parameter == "version"
+            else {
+                "400": _json(_ref("Error"), "No such label"),
+                "404": _json(_ref("Error"), "No such route: a label cannot hold / or :"),
+            }
+        )
 
     def get(summary, schema):
         return {**scope, "get": {"summary": summary, "responses": {"200": _json(_ref(schema)), **not_found}}}
@@ -99,11 +148,14 @@ def _tf_serving_routes(prefix, parameter=None):
     return {
         prefix: get("TensorFlow Serving model version status", "Status"),
         f"{prefix}/metadata": get("TensorFlow Serving model metadata (signature)", "Metadata"),
-        f"{prefix}:predict": {**scope, "post": {
-            "summary": "TensorFlow Serving REST predict (row `instances` or columnar `inputs`)",
-            "requestBody": {"required": True, "content": {"application/json": {"schema": TF_PREDICT_JSON}}},
-            "responses": {"200": _json(_ref("TFPrediction")), **_ERRORS},
-        }},
+        f"{prefix}:predict": {
+            **scope,
+            "post": {
+                "summary": "TensorFlow Serving REST predict (row `instances` or columnar `inputs`)",
+                "requestBody": {"required": True, "content": {"application/json": {"schema": TF_PREDICT_JSON}}},
+                "responses": {"200": _json(_ref("TFPrediction")), **_ERRORS},
+            },
+        },
     }
 
 
@@ -117,10 +169,16 @@ PREDICTION = {
     "properties": {
         "digit": {"type": "integer", "minimum": 0, "maximum": 9},
         "probabilities": _array({"type": "number", "minimum": 0, "maximum": 1}, 10),
-        "model": {"type": "object", "required": ["name", "version", "sha256"], "properties": {
-            "name": {"type": "string"}, "version": {"type": "string"}, "sha256": {"type": "string"}}},
-        "input": {"type": "string", "pattern": "^data:image/png;base64,",
-                  "description": "With include_input: the 28x28 image the model saw"},
+        "model": {
+            "type": "object",
+            "required": ["name", "version", "sha256"],
+            "properties": {"name": {"type": "string"}, "version": {"type": "string"}, "sha256": {"type": "string"}},
+        },
+        "input": {
+            "type": "string",
+            "pattern": "^data:image/png;base64,",
+            "description": "With include_input: the 28x28 image the model saw",
+        },
     },
 }
 MODEL_VERSION_STATUS = {
@@ -129,8 +187,10 @@ MODEL_VERSION_STATUS = {
     "properties": {
         "version": {"type": "string"},
         "state": {"type": "string", "enum": ["START", "LOADING", "AVAILABLE", "UNLOADING", "END"]},
-        "status": {"type": "object", "properties": {"error_code": {"type": "string"},
-                                                    "error_message": {"type": "string"}}},
+        "status": {
+            "type": "object",
+            "properties": {"error_code": {"type": "string"}, "error_message": {"type": "string"}},
+        },
     },
 }
 
@@ -145,17 +205,26 @@ SPEC = {
                     "required": True,
                     "content": {
                         "application/json": {"schema": PREDICT_JSON},
-                        "multipart/form-data": {"schema": {
-                            "type": "object",
-                            "required": ["image"],
-                            "properties": {"image": {"type": "string", "format": "binary",
-                                                     "description": "An image file; several make a batch"}},
-                        }},
+                        "multipart/form-data": {
+                            "schema": {
+                                "type": "object",
+                                "required": ["image"],
+                                "properties": {
+                                    "image": {
+                                        "type": "string",
+                                        "format": "binary",
+                                        "description": "An image file; several make a batch",
+                                    }
+                                },
+                            }
+                        },
                     },
                 },
                 "responses": {
-                    "200": _json({"oneOf": [PREDICTION, _array(PREDICTION, minItems=1)]},
-                                 "The prediction; a list of them for a batch"),
+                    "200": _json(
+                        {"oneOf": [PREDICTION, _array(PREDICTION, minItems=1)]},
+                        "The prediction; a list of them for a batch",
+                    ),
                     **_ERRORS,
                 },
             }
@@ -164,10 +233,15 @@ SPEC = {
         **_tf_serving_routes(f"/v1/models/{NAME}/versions/{{version}}", "version"),
         **_tf_serving_routes(f"/v1/models/{NAME}/labels/{{label}}", "label"),
         "/healthz": _get("The process is alive", _json({"type": "object", "required": ["status"]})),
-        "/readyz": {"get": {"summary": "A model is loaded and serving", "responses": {
-            "200": _json({"type": "object", "required": ["status", "model"]}),
-            "503": _json({"type": "object", "required": ["status"]}, "Draining after SIGTERM: send elsewhere"),
-        }}},
+        "/readyz": {
+            "get": {
+                "summary": "A model is loaded and serving",
+                "responses": {
+                    "200": _json({"type": "object", "required": ["status", "model"]}),
+                    "503": _json({"type": "object", "required": ["status"]}, "Draining after SIGTERM: send elsewhere"),
+                },
+            }
+        },
         "/metrics": _get("Prometheus metrics", _text("text/plain", "Prometheus' text format")),
         "/openapi.json": _get("This document", _json({"type": "object", "required": ["openapi", "paths"]})),
         "/": _get("The drawing page", _text("text/html", "The page")),
@@ -176,12 +250,21 @@ SPEC = {
         "schemas": {
             "Error": {"type": "object", "properties": {"error": {"type": "string"}}, "required": ["error"]},
             "Prediction": PREDICTION,
-            "TFPrediction": {"type": "object", "oneOf": [
-                {"required": ["predictions"], "properties": {"predictions": _array(_array({"type": "number"}, 10))}},
-                {"required": ["outputs"], "properties": {"outputs": _array(_array({"type": "number"}, 10))}},
-            ]},
-            "Status": {"type": "object", "required": ["model_version_status"],
-                       "properties": {"model_version_status": _array(MODEL_VERSION_STATUS, minItems=1)}},
+            "TFPrediction": {
+                "type": "object",
+                "oneOf": [
+                    {
+                        "required": ["predictions"],
+                        "properties": {"predictions": _array(_array({"type": "number"}, 10))},
+                    },
+                    {"required": ["outputs"], "properties": {"outputs": _array(_array({"type": "number"}, 10))}},
+                ],
+            },
+            "Status": {
+                "type": "object",
+                "required": ["model_version_status"],
+                "properties": {"model_version_status": _array(MODEL_VERSION_STATUS, minItems=1)},
+            },
             "Metadata": {"type": "object", "required": ["model_spec", "metadata"]},
         }
     },
@@ -190,6 +273,7 @@ SPEC = {
 
 def tf_serving_metadata(name: str, version: str) -> dict:
     """The answer of TF Serving's GET /v1/models/NAME/metadata for our one signature."""
+
     def tensor(tensor_name, *dims):
         shape = {"dim": [{"size": str(size)} for size in dims], "unknown_rank": False}
         return {"dtype": "DT_FLOAT", "tensor_shape": shape, "name": tensor_name}

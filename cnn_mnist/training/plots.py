@@ -9,7 +9,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 def write_training_curves(history: list, path: str) -> None:
     epochs = [row["epoch"] for row in history]
     figure, axes = plt.subplots(1, 2, figsize=(10, 4), constrained_layout=True)
-    for axis, metric in zip(axes, ("loss", "accuracy")):
+    for axis, metric in zip(axes, ("loss", "accuracy"), strict=True):
         axis.plot(epochs, [row[metric] for row in history], marker="o", label="train")
         axis.plot(epochs, [row[f"test_{metric}"] for row in history], marker="o", label="test")
         axis.set(title=metric.capitalize(), xlabel="epoch", ylabel=metric)

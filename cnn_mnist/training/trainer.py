@@ -14,13 +14,13 @@ import keras
 import numpy as np
 
 from .. import __version__
-from . import artifact, hdf5, plots
-from .defaults import TRAINING
 from ..core.backends import backend_version
 from ..core.data import Dataset
-from .interrupts import StopSignals
 from ..core.net import build_model
 from ..core.preprocessing import to_model_input
+from . import artifact, hdf5, plots
+from .defaults import TRAINING
+from .interrupts import StopSignals
 
 # What pinned every version above: the Makefile writes the pip lock's name and sha256 into the venv
 # (LOCK_FILE under sys.prefix); model.nix exports CNN_MNIST_LOCK with the nixpkgs it builds from.
