@@ -95,7 +95,9 @@ lock:
 bench: $(MODEL_DIR)/model.keras $(VENV)/.test-installed
 	$(PIP_INSTALL) -e '.[bench]'
 	$(BIN)/python bench/train.py
-	$(BIN)/python bench/serve.py --model $(MODEL_DIR) --free-forward --litert
+	$(BIN)/python bench/serve.py --model $(MODEL_DIR) --free-forward --litert --server-args "--max-in-flight 64"
+	$(BIN)/python bench/cost_limits.py --model $(MODEL_DIR)
+	$(BIN)/python bench/tail.py --model $(MODEL_DIR)
 	$(BIN)/python bench/forward.py --model $(MODEL_DIR)/model.keras --litert
 	$(BIN)/python bench/preprocessing.py --model $(MODEL_DIR)/model.keras
 	$(BIN)/python bench/limits.py --model $(MODEL_DIR)
