@@ -17,7 +17,8 @@ let
   # The server's defaults, shared with its CLI (cnn_mnist/serving/defaults.py).
   defaults = lib.importJSON ./cnn_mnist/serving/server-defaults.json;
 
-  supportedBackends = (import ./nix/backends.nix { inherit lib; }).supported;
+  backends = import ./nix/backends.nix { inherit lib; };
+  supportedBackends = backends.supported;
 
   # pkgs.cnn-mnist when an overlay provides it, else this checkout's package.
   # (The flake's nixosModules.default puts the flake's own package here.)
@@ -326,11 +327,7 @@ in
     assertions = [
       {
         assertion = cfg.backend != "theano";
-        message = ''
-          services.cnn-mnist.backend = "theano" is not supported: Keras 3 removed
-          the Theano backend (Theano itself is unmaintained since 2017).  Use one
-          of: ${lib.concatStringsSep ", " supportedBackends}.
-        '';
+        message = backends.theanoRefusal "services.cnn-mnist.backend";
       }
       {
         assertion = packageFits || cfg.package ? override;
