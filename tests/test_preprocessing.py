@@ -138,6 +138,7 @@ def test_mnist_like_output_is_mnist_shaped(digits):
     assert result[:2].max() == 0 and result[-2:].max() == 0  # a border of background
 
 
+@pytest.mark.slow  # `redrawn` draws 2,000 test digits on a canvas: 7 s, the quick loop's largest share
 def test_centres_of_mass_are_distributed_as_mnists(test_set, redrawn):
     """MNIST shifted each digit by whole pixels to put its centre of mass at 14: mean 14.0, std 0.29."""
     dataset = centres_of_mass(test_set[0])
@@ -147,6 +148,7 @@ def test_centres_of_mass_are_distributed_as_mnists(test_set, redrawn):
     assert ours.min() >= dataset.min() - 0.01 and ours.max() <= dataset.max() + 0.01
 
 
+@pytest.mark.slow  # `redrawn`, as above
 def test_anti_aliasing_leaves_no_halo(test_set, redrawn):
     """Inked pixels per unit of ink as in MNIST: a resampling filter that rings adds faint pixels around strokes."""
 
