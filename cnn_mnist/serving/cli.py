@@ -18,6 +18,7 @@ from ..core.errors import UsageError
 from . import NAME, systemd
 from .canary import load_canary
 from .defaults import SERVER as DEFAULTS
+from .heap import freeze_survivors
 
 PROG = NAME
 # Descriptors besides the connections: listener, waitress' trigger, logs, model files (8 at rest, measured).
@@ -182,6 +183,7 @@ def main(argv=None) -> int:
     signal.signal(signal.SIGINT, lambda *_: stopping.set())
     info = store.predictor.info
     host = f"[{server.effective_host}]" if ":" in str(server.effective_host) else server.effective_host
+    freeze_survivors()  # before traffic: no full garbage collection over the backend and the model (heap.py)
     # loaded, canary-checked and warmed (create_app), and the port open (create_server): systemd may send traffic
     systemd.ready(serving_status(store))
     print(
