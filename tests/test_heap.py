@@ -13,7 +13,7 @@ class Model:
 
 def test_survivors_are_frozen_and_a_retired_cycle_is_collected_on_release():
     model = Model()
-    model.forward = lambda: model  # the cycle
+    model.itself = model  # the cycle
     gone = weakref.ref(model)
     try:
         freeze_survivors()
