@@ -128,7 +128,8 @@ def test_requests_are_answered_while_a_candidate_is_scored(tmp_path, trained_mod
     monkeypatch.setattr(model_store, "score", held_score)
     os.symlink("2", tmp_path / "current.new")
     os.replace(tmp_path / "current.new", tmp_path / "current")
-    reload = store.reload_in_background()
+    reload = threading.Thread(target=store.reload, daemon=True)
+    reload.start()
     try:
         assert scoring.wait(timeout=60)
         for image in test_set[0][:5]:

@@ -106,7 +106,8 @@ def test_a_reload_asked_for_during_a_reload_is_not_lost(versions, trained_model,
         return real_predictor(*args, **kwargs)
 
     monkeypatch.setattr(model_store, "Predictor", slow_predictor)
-    first = store.reload_in_background()
+    first = threading.Thread(target=store.reload, daemon=True)
+    first.start()
     assert loading.wait(timeout=60)
     (versions / "4").mkdir()  # the model changes again while version 3 is being checked
     shutil.copy(trained_model / "model.keras", versions / "4" / "model.keras")

@@ -308,11 +308,6 @@ class ModelStore:
         self.on_swap("refused", self.serving)
         return False
 
-    def reload_in_background(self) -> threading.Thread:
-        thread = threading.Thread(target=self.reload, name="model-reload", daemon=True)
-        thread.start()
-        return thread
-
     def status(self, only=None) -> list:
         """TensorFlow Serving's model_version_status: served versions AVAILABLE, a failed one END with its error.
 
