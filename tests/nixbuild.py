@@ -31,7 +31,7 @@ import sysconfig
 import zipfile
 from pathlib import Path
 
-from nixeval import ROOT, nix_instantiate, nixpkgs_lib
+from nixeval import ROOT, eval_json, nixpkgs_lib
 from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 
@@ -127,30 +127,19 @@ def in_local_store(text: str, store: Path) -> str:
 
 
 def evaluate(root: Path, store: Path, attr: str, *args: str):
-    proc = subprocess.run(
-        [
-            nix_instantiate(),
-            "--read-write-mode",
-            "--store",
-            f"local?root={store}",
-            "--eval",
-            "--strict",
-            "--json",
-            str(root / "tests" / "nix" / "build-eval.nix"),
-            "--argstr",
-            "nixpkgsLib",
-            nixpkgs_lib(),
-            *args,
-            "-A",
-            attr,
-        ],
-        capture_output=True,
-        text=True,
-        timeout=300,
-        env=dict(os.environ, NIX_PATH=""),
+    """`attr` of root's tests/nix/build-eval.nix, its sources and .drv files written into the store under `store`."""
+    return eval_json(
+        root / "tests" / "nix" / "build-eval.nix",
+        "--read-write-mode",
+        "--store",
+        f"local?root={store}",
+        "--argstr",
+        "nixpkgsLib",
+        nixpkgs_lib(),
+        *args,
+        "-A",
+        attr,
     )
-    assert proc.returncode == 0, proc.stderr
-    return json.loads(proc.stdout)
 
 
 def pytest_flags(recipe: dict) -> list[str]:
