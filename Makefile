@@ -38,7 +38,7 @@ $(VENV)/.test-installed: requirements/test.txt pyproject.toml | $(BIN)/python
 # nix-instantiate (Nix 2.8) and unshare for the Nix tests, Chromium for the browser tests. Installed with
 # apt-get where there is one and we are root; anywhere else, the missing programs and how to get them.
 SYSTEM_PROGRAMS := nix-instantiate:nix-bin chromium:chromium chromedriver:chromium-driver unshare:util-linux ip:iproute2 \
-	npm:npm
+	npm:npm pg_ctlcluster:postgresql
 system-deps:
 	@missing=""; for pair in $(SYSTEM_PROGRAMS); do \
 		command -v "$${pair%%:*}" >/dev/null || missing="$$missing $${pair#*:}"; \
@@ -50,7 +50,7 @@ system-deps:
 			echo "make test needs these packages (Debian names):$$missing" >&2; \
 			echo "  Debian/Ubuntu: sudo apt-get install$$missing" >&2; \
 			echo "  elsewhere: Nix 2.8 or later (nix-instantiate), Chromium and ChromeDriver, util-linux (unshare)," \
-				"iproute2 (ip), npm (for axe-core)" >&2; \
+				"iproute2 (ip), npm (for axe-core), PostgreSQL (for the corrections store tests)" >&2; \
 			exit 1; \
 		fi; \
 	fi

@@ -39,6 +39,8 @@ let
     "waitress"
     "prometheus-client"
     "orjson"
+    "psycopg"
+    "psycopg-pool"
   ];
   packagesFor = map (attr: python3Packages.${attr});
 in

@@ -25,7 +25,7 @@ def report(*args: str):
 
 
 TRAINING = {"keras", "numpy", "h5py", "pillow", "matplotlib"}
-SERVING = {"flask", "waitress", "prometheus-client", "orjson"}
+SERVING = {"flask", "waitress", "prometheus-client", "orjson", "psycopg", "psycopg-pool"}
 BACKEND_LIBRARIES = {"tensorflow": {"tensorflow-bin"}, "jax": {"jax", "jaxlib"}, "torch": {"torch"}}
 
 

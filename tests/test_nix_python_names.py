@@ -53,7 +53,7 @@ def test_the_package_declares_what_pyproject_requires(recipes):
 def test_the_trainer_requires_what_training_imports_and_nothing_of_the_server(recipes):
     trainer = {attr for attr in recipes["trainer"]["dependencies"]}
     assert trainer == {"keras", "numpy", "h5py", "pillow", "matplotlib", "tensorflow-bin"}
-    assert not {"flask", "waitress", "prometheus-client", "orjson"} & trainer
+    assert not {"flask", "waitress", "prometheus-client", "orjson", "psycopg", "psycopg-pool"} & trainer
 
 
 def test_closure_follows_requirements_with_their_markers():

@@ -72,7 +72,7 @@ let
   plain = lib.genAttrs [
     "absl-py" "ml-dtypes" "namex" "optree" "packaging" "rich" "onnxruntime" "orbax-checkpoint"
     "scikit-learn" "tensorflow" "tf2onnx" "tf-keras" "setuptools" "numpy" "h5py" "pillow" "matplotlib"
-    "flask" "waitress" "prometheus-client" "orjson" "tensorflow-bin" "jax" "jaxlib" "torch"
+    "flask" "waitress" "prometheus-client" "orjson" "psycopg" "psycopg-pool" "tensorflow-bin" "jax" "jaxlib" "torch"
     "pytestCheckHook" "hypothesis" "jsonschema-rs" "schemathesis"
   ] (pname: pythonPackage pname { });
   python3Packages = plain // {

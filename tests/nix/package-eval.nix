@@ -37,7 +37,7 @@ let
       map (name: {
         inherit name;
         value = fakeDrv name;
-      }) [ "setuptools" "numpy" "h5py" "pillow" "matplotlib" "flask" "waitress" "prometheus-client" "orjson" "tensorflow-bin" "jax" "jaxlib" "torch" "pytestCheckHook" "hypothesis" "jsonschema-rs" ]
+      }) [ "setuptools" "numpy" "h5py" "pillow" "matplotlib" "flask" "waitress" "prometheus-client" "orjson" "psycopg" "psycopg-pool" "tensorflow-bin" "jax" "jaxlib" "torch" "pytestCheckHook" "hypothesis" "jsonschema-rs" ]
     )
     // {
       inherit keras;
