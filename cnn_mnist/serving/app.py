@@ -17,7 +17,7 @@ from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 from werkzeug.routing import BaseConverter
 
 from ..core.preprocessing import png_data_url
-from . import NAME, openapi
+from . import NAME, kserve_v2, openapi
 from .batching import MicroBatcher
 from .canary import CanarySet, load_canary
 from .defaults import SERVER
@@ -154,6 +154,7 @@ def _register_routes(app, store, batcher, metrics):
         app.config["MAX_IMAGES_PER_REQUEST"], app.config["MAX_IMAGE_PIXELS"], app.config["MAX_REQUEST_PIXELS"]
     )
     admitting = _admitting(app.config["MAX_IN_FLIGHT"], metrics)
+    kserve_v2.register(app, store, budget, admitting, functools.partial(_classify, batcher), NotFoundError)
 
     @app.get("/")
     def index():
