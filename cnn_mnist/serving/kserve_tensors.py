@@ -138,7 +138,7 @@ def _images(tensor: dict, binary: bytes, budget: Budget) -> np.ndarray:
     size = _parameters(tensor, f'input "{INPUT}"').get("binary_data_size")
     if size is None:
         if binary:
-            raise InputError(f"the body holds {len(binary)} bytes after its JSON header, but no input has binary_data_size")
+            raise InputError(f"{len(binary)} bytes follow the JSON header, but no input has binary_data_size")
         if "data" not in tensor:
             raise InputError(f'input "{INPUT}" needs "data", or "binary_data_size" and its bytes after the JSON')
         values = _json_values(tensor["data"], shape, datatype)
