@@ -8,7 +8,7 @@ import sys
 
 from ..core.backends import BACKENDS, DEFAULT_BACKEND, check_backend
 from ..core.cli import ArgumentParser, add_verbose_option, fail, fraction, import_keras, positive_float, positive_int
-from ..core.data import load_dataset
+from ..core.data import check_unseen, load_dataset, load_extra_data
 from ..core.errors import UsageError
 from .artifact import check_writable_parent
 from .defaults import TRAINING
@@ -33,6 +33,14 @@ def parse_args(argv=None):
     )
     parser.add_argument("--train-samples", type=positive_int, help="train on the first N digits only (quick checks)")
     parser.add_argument("--test-samples", type=positive_int, help="evaluate on the first N test digits only")
+    parser.add_argument(
+        "--extra-data",
+        action="append",
+        default=[],
+        metavar="FILE",
+        help="also train on these digits (a corrections export: x_train, y_train; its x_test/y_test are a holdout, "
+        "measured, never trained on); repeatable",
+    )
     parser.add_argument("--tensorboard", action="store_true", help="write TensorBoard logs to OUTPUT/logs")
     parser.add_argument(
         "--min-accuracy",
@@ -47,7 +55,7 @@ def parse_args(argv=None):
 def main(argv=None) -> int:
     args = parse_args(argv)
     try:
-        dataset = check_usage(args)
+        dataset, extra_data = check_usage(args)
     except (UsageError, PermissionError) as error:
         fail(PROG, str(error))
     stops = StopSignals()
@@ -55,7 +63,7 @@ def main(argv=None) -> int:
     before = _identity(args.output)
     try:
         import_keras(args.backend, PROG, args.verbose)
-        return run(args, dataset, stops)
+        return run(args, dataset, extra_data, stops)
     except Interrupted as stop:
         state = "left as it was" if _identity(args.output) == before else "already replaced by the new model"
         print(f"{PROG}: interrupted by {stop.signum.name}; {args.output} {state}", file=sys.stderr)
@@ -68,17 +76,20 @@ def check_usage(args):
     if args.tensorboard and importlib.util.find_spec("tensorboard") is None:
         raise UsageError("--tensorboard needs the tensorboard package: pip install 'cnn-mnist[tensorboard]'")
     dataset = load_dataset(args.dataset)
+    extra_data = [load_extra_data(path) for path in args.extra_data]
+    for path, extra in zip(args.extra_data, extra_data, strict=True):
+        check_unseen(extra, dataset.x_test, path)
     check_writable_parent(args.output)
-    return subset(dataset, args.train_samples, args.test_samples)
+    return subset(dataset, args.train_samples, args.test_samples), extra_data
 
 
-def run(args, dataset, stops: StopSignals) -> int:
+def run(args, dataset, extra_data, stops: StopSignals) -> int:
     from .trainer import BelowMinimumAccuracy, TrainConfig, train
 
     config = TrainConfig(args.epochs, args.batch_size, args.learning_rate, args.seed, args.tensorboard)
     try:
         log = functools.partial(print, flush=True)
-        train(dataset, args.output, config, log=log, min_accuracy=args.min_accuracy, stops=stops)
+        train(dataset, args.output, config, log=log, min_accuracy=args.min_accuracy, stops=stops, extra_data=extra_data)
     except BelowMinimumAccuracy as error:
         fail(PROG, f"{error}; {args.output} left as it was", status=BELOW_MIN_ACCURACY)
     except OSError as error:

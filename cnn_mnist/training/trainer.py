@@ -8,6 +8,7 @@ import os
 import platform
 import sys
 import time
+from collections.abc import Sequence
 from pathlib import Path
 
 import keras
@@ -15,7 +16,7 @@ import numpy as np
 
 from .. import __version__
 from ..core.backends import backend_version
-from ..core.data import Dataset
+from ..core.data import Dataset, ExtraData, training_digits
 from ..core.net import build_model
 from ..core.preprocessing import to_model_input
 from . import artifact, hdf5, plots
@@ -103,16 +104,22 @@ def train(
     log=print,
     min_accuracy: float = 0.0,
     stops: StopSignals | None = None,
+    extra_data: Sequence[ExtraData] = (),
 ) -> dict:
     """Train on `dataset` and atomically write `output`; returns the metrics written to metrics.json.
+
+    `extra_data` joins the training digits only, after `dataset`'s: the test set, which is also what
+    Keras validates on each epoch and what the gate reads, stays the dataset's own. Each holdout is
+    scored once, after training.
 
     With `stops` (installed), SIGINT and SIGTERM stop the training between two batches, never inside one.
     Below `min_accuracy` (compared as accuracy.txt states it, to 4 places, as the Nix gate reads it)
     it raises BelowMinimumAccuracy before `output` is touched.
     """
     make_deterministic(config.seed)
-    x_train, x_test = to_model_input(dataset.x_train), to_model_input(dataset.x_test)
-    y_train, y_test = dataset.y_train.astype(np.int32), dataset.y_test.astype(np.int32)
+    images, labels = training_digits(dataset, extra_data)
+    x_train, y_train = to_model_input(images), labels.astype(np.int32)
+    x_test, y_test = to_model_input(dataset.x_test), dataset.y_test.astype(np.int32)
     model = build_model(config.learning_rate)
     interactive = sys.stdout.isatty()
     stops = stops or StopSignals()  # not installed: never has a stop pending
@@ -134,6 +141,9 @@ def train(
                 callbacks=callbacks,
                 verbose=1 if interactive else 0,
             ).history
+            extras = [
+                describe_extra(extra, holdout_accuracy(model, extra, config.batch_size, stops)) for extra in extra_data
+            ]
         seconds = time.perf_counter() - started
         accuracy = history["val_accuracy"][-1]
         if round(accuracy, ACCURACY_PLACES) < min_accuracy:
@@ -144,6 +154,7 @@ def train(
         artifact.normalize_keras_zip(model_path)
         hdf5.save_model_h5(model, os.path.join(staging, H5_MODEL_FILE))
         metrics = describe_run(dataset, config, model, history)
+        metrics["extra_data"] = extras
         artifact.write_json(os.path.join(staging, "metrics.json"), metrics)
         with open(os.path.join(staging, "accuracy.txt"), "w") as stream:
             stream.write(f"{metrics['test']['accuracy']:.{ACCURACY_PLACES}f}\n")
@@ -153,6 +164,12 @@ def train(
         f"test accuracy {metrics['test']['accuracy']:.4f}, loss {metrics['test']['loss']:.4f}; "
         f"{config.epochs} epochs in {seconds:.1f} s; wrote {output}"
     )
+    for extra in metrics["extra_data"]:
+        holdout = extra["holdout_accuracy"]
+        log(
+            f"extra data {extra['sha256'][:12]}: {extra['train_samples']} digits trained on, "
+            + ("no holdout" if holdout is None else f"holdout accuracy {holdout:.4f} ({extra['holdout_samples']})")
+        )
     return metrics
 
 
@@ -187,6 +204,31 @@ def describe_run(dataset: Dataset, config: TrainConfig, model, history: dict) ->
             "test_samples": int(len(dataset.x_test)),
         },
         "model": {"name": model.name, "parameters": int(model.count_params())},
+    }
+
+
+def holdout_accuracy(model, extra: ExtraData, batch_size: int, stops: StopSignals) -> float | None:
+    """The model's accuracy on the file's held-out digits (None: it holds none)."""
+    if extra.x_holdout is None or len(extra.x_holdout) == 0:
+        return None
+    scores = model.evaluate(
+        to_model_input(extra.x_holdout),
+        extra.y_holdout.astype(np.int32),
+        batch_size=batch_size,
+        callbacks=[StopBetweenBatches(stops)],
+        verbose=0,
+        return_dict=True,
+    )
+    return scores["accuracy"]
+
+
+def describe_extra(extra: ExtraData, holdout_accuracy: float | None) -> dict:
+    """What an --extra-data file was (its sha256, not its path, which differs between machines) and did."""
+    return {
+        "sha256": extra.sha256,
+        "train_samples": int(len(extra.x_train)),
+        "holdout_samples": 0 if extra.x_holdout is None else int(len(extra.x_holdout)),
+        "holdout_accuracy": holdout_accuracy,
     }
 
 
