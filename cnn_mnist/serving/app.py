@@ -17,7 +17,7 @@ from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 from werkzeug.routing import BaseConverter
 
 from ..core.preprocessing import png_data_url
-from . import NAME, kserve_v2, openapi
+from . import NAME, corrections_api, kserve_v2, openapi
 from .batching import MicroBatcher
 from .canary import CanarySet, load_canary
 from .defaults import SERVER
@@ -49,6 +49,9 @@ DEFAULTS = {
     "CANARY": None,  # a path (Keras mnist.npz or IDX directory), a loaded CanarySet, or None for the shipped set
     "MIN_ACCURACY": SERVER["min_accuracy"],  # canary accuracy below which a model never serves
     "MAX_REGRESSION": SERVER["max_regression"],  # how far below the serving model a reloaded one may score
+    "CORRECTIONS": None,  # the corrections store (a SQLite path, a postgresql:// URL, or a Store); None: off
+    "CORRECTIONS_PER_MINUTE": SERVER["corrections_per_minute"],  # per client; 0: no limit
+    "TRUSTED_PROXIES": (),  # ipaddress networks whose X-Forwarded-For names the client (client_address.py)
 }
 
 
@@ -113,6 +116,7 @@ def create_app(config=None) -> Flask:
     app.url_map.converters.update(other_model=OtherModelName, version=VersionNumber, label=VersionLabel)
     _register_routes(app, store, batcher, metrics)
     _register_errors(app, metrics)
+    corrections_api.register(app, metrics)
     return app
 
 
@@ -229,6 +233,7 @@ def _register_routes(app, store, batcher, metrics):
                 "model": {**default.predictor.info.as_json(), "canary_accuracy": default.canary_accuracy},
                 "versions": {number: entry.canary_accuracy for number, entry in sorted(serving.versions.items())},
                 "labels": serving.labels,
+                "corrections": app.extensions["corrections"] is not None,  # the page shows its buttons if true
             }
         )
 

@@ -5,6 +5,7 @@ the LIMITS' keys in upper case, such as MAX_IN_FLIGHT), else defaults. SIGHUP re
 dropping a request; SIGTERM drains and exits 0.
 """
 
+import argparse
 import logging
 import os
 import resource
@@ -15,8 +16,10 @@ import threading
 from ..core.backends import BACKENDS, DEFAULT_BACKEND
 from ..core.cli import ArgumentParser, add_verbose_option, fail, fraction, import_keras, positive_float, positive_int
 from ..core.errors import UsageError
+from ..corrections.store import open_store
 from . import NAME, systemd
 from .canary import load_canary
+from .client_address import trusted_network
 from .defaults import SERVER as DEFAULTS
 from .heap import freeze_survivors
 
@@ -110,6 +113,28 @@ def build_parser() -> ArgumentParser:
         help="on SIGHUP, refuse a model scoring this much below the one serving; 1 turns it off "
         f"(default {DEFAULTS['max_regression']})",
     )
+    parser.add_argument(
+        "--corrections",
+        metavar="STORE",
+        default=env.get("CORRECTIONS"),
+        help="keep the corrections people send (POST /v1/corrections, the page's buttons) in STORE, a SQLite "
+        "file or a postgresql:// URL, for review; off (a 404, no buttons) when absent",
+    )
+    parser.add_argument(
+        "--corrections-per-minute",
+        type=non_negative_int,
+        default=env.get("CORRECTIONS_PER_MINUTE", str(DEFAULTS["corrections_per_minute"])),
+        help="corrections one client may send a minute, in a burst or spread out; past it a 429 with "
+        f"Retry-After; 0 turns the limit off (default {DEFAULTS['corrections_per_minute']})",
+    )
+    parser.add_argument(
+        "--trusted-proxy",
+        metavar="ADDRESS",
+        action=Repeated,
+        default=env.get("TRUSTED_PROXY"),
+        help="a proxy (address or network) whose X-Forwarded-For names the client for the rate limit; "
+        "repeatable; the flags replace $TRUSTED_PROXY (comma-separated)",
+    )
     add_verbose_option(parser)
     return parser
 
@@ -127,7 +152,33 @@ def parse_args(argv=None):
         parser.error("--max-batch-delay-ms must be between 0 and 1000")
     if not os.path.exists(args.model):  # the rest of the model checks need the backend, and its slow import
         parser.error(f"model not found: {args.model}")
+    if not isinstance(args.trusted_proxy, list):  # no flag: the environment's comma-separated list, or none
+        args.trusted_proxy = [word for word in (args.trusted_proxy or "").split(",") if word.strip()]
+    try:
+        args.trusted_proxy = [trusted_network(text) for text in args.trusted_proxy]
+    except ValueError as error:
+        parser.error(f"--trusted-proxy: {error}")
+    if args.corrections is not None:
+        try:  # last, as it creates the store: a bad URL, a database that is down, before the model loads
+            args.corrections = open_store(args.corrections)
+        except UsageError as error:
+            parser.error(f"--corrections: {error}")
     return args
+
+
+class Repeated(argparse.Action):
+    """A repeatable flag whose values replace its default (a string from the environment) instead of adding to it."""
+
+    def __call__(self, parser, namespace, value, option_string=None):
+        given = getattr(namespace, self.dest)
+        setattr(namespace, self.dest, [*(given if isinstance(given, list) else []), value])
+
+
+def non_negative_int(text: str) -> int:
+    value = int(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be 0 or more, not {text}")
+    return value
 
 
 def main(argv=None) -> int:
@@ -155,6 +206,9 @@ def main(argv=None) -> int:
                 "CANARY": args.canary,
                 "MIN_ACCURACY": args.min_accuracy,
                 "MAX_REGRESSION": args.max_regression,
+                "CORRECTIONS": args.corrections,
+                "CORRECTIONS_PER_MINUTE": args.corrections_per_minute,
+                "TRUSTED_PROXIES": args.trusted_proxy,
             }
         )
         # waitress' own body limit stops abuse early; the app's (smaller) one answers with a JSON 413
@@ -197,6 +251,8 @@ def main(argv=None) -> int:
     state.draining.set()
     systemd.stopping()
     drain(server, args.drain_seconds)
+    if args.corrections is not None:
+        args.corrections.close()
     return 0
 
 

@@ -62,6 +62,19 @@ class Metrics:
             "Requests that found every waitress thread busy (its 'Task queue depth' warnings)",
             registry=self.registry,
         )
+        # Corrections (docs/corrections.md): what this process was sent; corrections_api.StoreCounts adds the store's
+        self.corrections = Counter(
+            "cnn_mnist_corrections_received",
+            "Corrections this process was sent and stored, by label and result (created, repeat)",
+            ["label", "result"],
+            registry=self.registry,
+        )
+        self.corrections_rejected = Counter(
+            "cnn_mnist_corrections_rejected",
+            "Corrections refused, by reason (rate: over --corrections-per-minute; invalid: a 4xx for the input)",
+            ["reason"],
+            registry=self.registry,
+        )
 
     def record_batch(self, size: int) -> None:
         self.batch_size.observe(size)

@@ -181,6 +181,41 @@ PREDICTION = {
         },
     },
 }
+_DIGIT = {"type": "integer", "minimum": 0, "maximum": 9}
+CORRECTION_JSON = {
+    "type": "object",
+    "description": 'Exactly one of "pixels" or "input" (the image the model saw), and the digit it shows',
+    "required": ["label"],
+    "oneOf": [
+        {"required": ["pixels"], "properties": {"pixels": {"oneOf": PIXELS["oneOf"][:3]}}},
+        {
+            "required": ["input"],
+            "properties": {
+                "input": {
+                    "type": "string",
+                    "pattern": "^data:image/png;base64,",
+                    "description": "The 28x28 8-bit grayscale PNG /predict answered as `input` (include_input)",
+                }
+            },
+        },
+    ],
+    "properties": {
+        "label": {**_DIGIT, "description": "The digit the image shows"},
+        "predicted": {**_DIGIT, "description": "The digit the model said"},
+        "model_version": {"type": "string", "pattern": "^[!-~]{1,64}$", "description": "The version that said it"},
+    },
+}
+CORRECTION = {
+    "type": "object",
+    "required": ["id", "status"],
+    "properties": {"id": {"type": "string"}, "status": {"type": "string", "enum": ["pending", "accepted", "rejected"]}},
+}
+_RETRY_AFTER = {
+    "Retry-After": {
+        "description": "Seconds to wait before sending the request again",
+        "schema": {"type": "integer", "minimum": 1},
+    }
+}
 MODEL_VERSION_STATUS = {
     "type": "object",
     "required": ["version", "state", "status"],
@@ -232,6 +267,24 @@ SPEC = {
         **_tf_serving_routes(f"/v1/models/{NAME}"),
         **_tf_serving_routes(f"/v1/models/{NAME}/versions/{{version}}", "version"),
         **_tf_serving_routes(f"/v1/models/{NAME}/labels/{{label}}", "label"),
+        "/v1/corrections": {
+            "post": {
+                "summary": "Say what a misread digit was: kept, pending review (docs/corrections.md)",
+                "requestBody": {"required": True, "content": {"application/json": {"schema": CORRECTION_JSON}}},
+                "responses": {
+                    "201": _json(CORRECTION, "Stored, pending review"),
+                    "200": _json(CORRECTION, "The same image with the same label was stored before: its id"),
+                    "400": _ERRORS["400"],
+                    "404": _json(_ref("Error"), "Corrections are off on this server (no --corrections)"),
+                    "413": _json(_ref("Error"), "The body is over the byte limit"),
+                    "429": {
+                        **_json(_ref("Error"), "Over --corrections-per-minute from this client"),
+                        "headers": _RETRY_AFTER,
+                    },
+                    "503": {**_json(_ref("Error"), "The corrections store failed; try again"), "headers": _RETRY_AFTER},
+                },
+            }
+        },
         "/healthz": _get("The process is alive", _json({"type": "object", "required": ["status"]})),
         "/readyz": {
             "get": {
