@@ -14,6 +14,7 @@
 #
 #   model.override { epochs = 5; backend = "jax"; seed = 3; }
 #   model.override { minAccuracy = 0.95; }
+#   model.override { extraData = [ ./corrections-2026-12-01.npz ]; }
 let
   defaults = builtins.fromJSON (builtins.readFile ./cnn_mnist/training/defaults.json);
 in
@@ -42,12 +43,18 @@ in
     url = "https://storage.googleapis.com/tensorflow/tf-keras-datasets/mnist.npz";
     sha256 = "731c5ac602752760c8e48fbffcf8c3b850d9dc2a2aedcf2cc48468fc17b673d1";
   },
+  # More training digits (`cnn-mnist-corrections export`'s files, docs/corrections.md),
+  # each a path (in the store by its content) or a fixed-output derivation
+  # (fetchurl with its hash): pinned either way, so a new export is a new model.
+  # Training only; the test set and the gate stay the dataset's.
+  extraData ? [ ],
 }:
 
 let
   trainer = cnn-mnist-trainer.override { inherit backend; };
   # toJSON 0.001 is "0.001" (toString's is "0.001000"); strings are passed as written
   showNumber = x: if builtins.isString x then x else builtins.toJSON x;
+  pinned = file: builtins.isPath file || (lib.isDerivation file && file ? outputHash);
 in
 assert (import ./nix/backends.nix { inherit lib; }).check "cnn-mnist model" backend;
 assert lib.assertMsg (
@@ -57,6 +64,8 @@ assert lib.assertMsg (
   builtins.isInt batchSize && batchSize > 0
 ) "cnn-mnist model: batchSize must be a positive integer";
 assert lib.assertMsg (builtins.isInt seed) "cnn-mnist model: seed must be an integer";
+assert lib.assertMsg (builtins.isList extraData && builtins.all pinned extraData)
+  "cnn-mnist model: extraData must be a list of paths or fixed-output derivations (pinned by hash)";
 assert lib.assertMsg (
   (builtins.isInt minAccuracy || builtins.isFloat minAccuracy) && minAccuracy >= 0 && minAccuracy <= 1
 ) "cnn-mnist model: minAccuracy must be a number between 0 and 1";
@@ -87,7 +96,9 @@ stdenvNoCC.mkDerivation {
       --batch-size ${toString batchSize} \
       --learning-rate ${showNumber learningRate} \
       --seed ${toString seed} \
-      --backend ${backend} \
+      --backend ${backend} \${
+        lib.concatMapStrings (file: "\n  --extra-data ${file} \\") extraData
+      }
       --output "$out"
 
     runHook postBuild
@@ -123,6 +134,7 @@ stdenvNoCC.mkDerivation {
       seed
       minAccuracy
       dataset
+      extraData
       trainer
       requiredSystemFeatures
       ;

@@ -7,11 +7,14 @@ model.nix takes its trainer from, the edit either reaches the model's .drv or it
 
 from __future__ import annotations
 
+import hashlib
 import shutil
 import subprocess
 from pathlib import Path
 
 import nixbuild
+import nixeval
+import numpy as np
 import pytest
 from nixeval import ROOT
 
@@ -102,3 +105,80 @@ def test_full_dataset_models_ask_for_a_big_parallel_builder_and_the_quick_one_fo
         "torch": ["big-parallel"],
         "quick": [],
     }
+
+
+# ---- extraData (issue 18 §7) --------------------------------------------------------------------------------
+
+FIXED_OUTPUT = (
+    '[ (derivation {{ name = "corrections.npz"; system = "x86_64-linux"; builder = "/bin/sh"; '
+    'outputHashMode = "flat"; outputHashAlgo = "sha256"; outputHash = "{sha256}"; }}) ]'
+)
+
+
+def model_with(store: Path, *args: str) -> dict:
+    return nixbuild.evaluate(ROOT, store, "recipes.model", *args)
+
+
+def query(store: Path, what: str, drv: str) -> list[str]:
+    """`nix-store --query` of a .drv in the local store: `--references` are its input sources and derivations."""
+    nix_store = Path(nixeval.nix_instantiate()).with_name("nix-store")
+    proc = subprocess.run(
+        [str(nix_store), "--store", f"local?root={store}", "--query", what, drv],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    return proc.stdout.split()
+
+
+def export_file(path: Path) -> Path:
+    np.savez(path, x_train=np.full((3, 28, 28), 7, np.uint8), y_train=np.array([1, 2, 3], np.uint8))
+    return path
+
+
+def test_no_extra_data_is_the_model_as_it_was(tmp_path: Path):
+    store = tmp_path / "store"
+    default = model_with(store)
+    assert default["drvPath"] == drv_paths(ROOT, store)["model"]
+    assert model_with(store, "--arg", "extraData", "[ ]") == default
+    assert "--extra-data" not in default["buildPhase"]
+
+
+def test_an_extra_file_is_an_input_of_the_model_and_its_build_trains_on_it(tmp_path: Path):
+    store = tmp_path / "store"
+    export = export_file(tmp_path / "corrections-2026-12-01.npz")
+    model = model_with(store, "--arg", "extraData", f"[ {export} ]")  # model.override { extraData = [ ./… ]; }
+    assert model["drvPath"] != model_with(store)["drvPath"]
+    [source] = [p for p in query(store, "--references", model["drvPath"]) if p.endswith("-corrections-2026-12-01.npz")]
+    assert nixbuild.store_path(store, source).read_bytes() == export.read_bytes()  # in the store by its content
+    assert f"--extra-data {source} " in " ".join(model["buildPhase"].split())
+    export.write_bytes(export.read_bytes() + b"\0")  # another export: another model
+    assert model_with(store, "--arg", "extraData", f"[ {export} ]")["drvPath"] != model["drvPath"]
+
+
+def test_a_fixed_output_derivation_is_an_input_of_the_model(tmp_path: Path):
+    store = tmp_path / "store"
+    sha256 = hashlib.sha256(export_file(tmp_path / "corrections.npz").read_bytes()).hexdigest()
+    model = model_with(store, "--arg", "extraData", FIXED_OUTPUT.format(sha256=sha256))
+    [fetch] = [p for p in query(store, "--references", model["drvPath"]) if p.endswith("-corrections.npz.drv")]
+    assert f"--extra-data {query(store, '--outputs', fetch)[0]} " in " ".join(model["buildPhase"].split())
+
+
+def test_extra_data_that_no_hash_pins_is_refused(tmp_path: Path):
+    export = export_file(tmp_path / "corrections.npz")
+    for value in (f'[ "{export}" ]', f"{export}"):
+        error = nixeval.eval_error(
+            ROOT / "tests" / "nix" / "build-eval.nix",
+            "--read-write-mode",
+            "--store",
+            f"local?root={tmp_path / 'store'}",
+            "--argstr",
+            "nixpkgsLib",
+            nixeval.nixpkgs_lib(),
+            "--arg",
+            "extraData",
+            value,
+            "-A",
+            "recipes.model",
+        )
+        assert "extraData must be a list of paths or fixed-output derivations (pinned by hash)" in error

@@ -10,9 +10,11 @@
 {
   nixpkgsLib,
   system ? "x86_64-linux",
-  # for the recipes: the model trained on this dataset (a path string), gated at this floor
+  # for the recipes: the model trained on this dataset (a path string), gated at this floor,
+  # with these extra training digits (paths or fixed-output derivations, as model.nix takes them)
   dataset ? null,
   minAccuracy ? 0.98,
+  extraData ? [ ],
 }:
 
 let
@@ -116,7 +118,9 @@ let
       makeWrapperArgs = r.makeWrapperArgs or [ ];
       env = r.env or { };
     };
-  model = pkgs.cnn-mnist-model.override ({ inherit minAccuracy; } // lib.optionalAttrs (dataset != null) { inherit dataset; });
+  model = pkgs.cnn-mnist-model.override (
+    { inherit minAccuracy extraData; } // lib.optionalAttrs (dataset != null) { inherit dataset; }
+  );
 in
 {
   drvPaths = {
@@ -132,6 +136,7 @@ in
     package = pythonRecipe pkgs.cnn-mnist;
     trainer = pythonRecipe pkgs.cnn-mnist-trainer;
     model = {
+      inherit (model) drvPath;
       inherit (model.recipe) buildPhase installCheckPhase;
       trainer = lib.getName model.trainer;
     };
