@@ -130,8 +130,8 @@ class PostgresServer:
         self.stop()
 
 
-def store_url(request, tmp_path) -> str:
-    """For a fixture parametrized "sqlite" / "postgresql": a new store's location (a module needs a `postgres`)."""
-    if request.param == "sqlite":
-        return str(tmp_path / "corrections.sqlite")
+def store_url(backend: str, request, tmp_path, name: str = "corrections") -> str:
+    """A new store's location for `backend`, "sqlite" or "postgresql" (then the module needs a `postgres` fixture)."""
+    if backend == "sqlite":
+        return str(tmp_path / f"{name}.sqlite")
     return request.getfixturevalue("postgres").new_database()
