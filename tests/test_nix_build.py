@@ -17,6 +17,8 @@ import pytest
 from conftest import DATASET
 from nixeval import ROOT
 
+from cnn_mnist.core.data import sha256_file
+
 pytestmark = pytest.mark.slow  # a wheel build and a check phase or a training run each
 
 
@@ -198,3 +200,33 @@ def test_the_model_build_trains_and_gates_as_model_nix_says(trainer, store, tiny
             nixbuild.run_model_build(recipe, trainer, tmp_path)
         last = failed.value.proc.stderr.strip().splitlines()[-1]
         assert f"is below the floor {floor}; to accept it, build model.override {{ minAccuracy = " in last
+
+
+def test_the_model_build_trains_on_extra_data_as_model_nix_passes_it(trainer, store, tiny_dataset, tmp_path):
+    """model.override { extraData = [ ./corrections.npz ]; }: the file from the store, behind the same gate."""
+    export = tmp_path / "corrections-2026-12-01.npz"
+    with np.load(DATASET) as data:  # training digits the tiny dataset leaves out, 100 of them held out
+        np.savez(
+            export,
+            x_train=data["x_train"][1000:1300],
+            y_train=data["y_train"][1000:1300],
+            x_test=data["x_train"][1300:1400],
+            y_test=data["y_train"][1300:1400],
+        )
+    recipe = nixbuild.evaluate(
+        ROOT,
+        store,
+        "recipes.model",
+        *("--argstr", "dataset", str(tiny_dataset), "--arg", "minAccuracy", "0.5"),
+        *("--arg", "extraData", f"[ {export} ]"),
+    )
+    assert "--extra-data /nix/store/" in recipe["buildPhase"]
+    recipe["buildPhase"] = nixbuild.in_local_store(recipe["buildPhase"], store)  # where this store keeps /nix/store
+    out, proc = nixbuild.run_model_build(recipe, trainer, tmp_path)
+    metrics = json.loads((out / "metrics.json").read_text())
+    [extra] = metrics["extra_data"]
+    assert (extra["sha256"], extra["train_samples"], extra["holdout_samples"]) == (sha256_file(export), 300, 100)
+    assert 0 <= extra["holdout_accuracy"] <= 1
+    assert metrics["dataset"]["train_samples"] == 1000 and metrics["dataset"]["test_samples"] == 500
+    accuracy = (out / "accuracy.txt").read_text().strip()
+    assert proc.stdout.strip().splitlines()[-1] == f"test accuracy: {accuracy} (floor 0.5)"
