@@ -265,8 +265,8 @@ def test_no_client_error_was_counted_as_a_server_error(client):
 @pytest.mark.parametrize(
     "method, path, allowed",
     [
-        ("GET", "/v1/models/cnn-mnist:predict", "POST"),
-        ("POST", "/v1/models/cnn-mnist", "GET"),
+        ("PUT", "/v1/models/cnn-mnist:predict", "POST"),
+        ("DELETE", "/v1/models/cnn-mnist", "GET"),
         ("GET", "/predict", "POST"),
         ("DELETE", "/healthz", "GET"),
         ("PUT", "/openapi.json", "GET"),

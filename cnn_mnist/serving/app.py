@@ -14,10 +14,10 @@ import numpy as np
 from flask import Flask, g, jsonify, request
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
-from werkzeug.routing import BaseConverter
+from werkzeug.routing import BaseConverter, ValidationError
 
 from ..core.preprocessing import png_data_url
-from . import NAME, corrections_api, kserve_v2, openapi
+from . import NAME, corrections_api, kserve_v2, openapi, tf_serving
 from .batching import MicroBatcher
 from .canary import CanarySet, load_canary
 from .defaults import SERVER
@@ -28,7 +28,6 @@ from .inputs import (
     decode_images,
     only_numbers_under,
     pixel_array,
-    tf_serving_input,
 )
 from .jsonio import FastJSONProvider
 from .metrics import Metrics
@@ -68,18 +67,14 @@ class UnavailableError(Exception):
     """The server cannot take the request now (a 503 with Retry-After): the same request may succeed later."""
 
 
-class OtherModelName(BaseConverter):
-    """A model name in a TF Serving URL that is not ours: those get TF Serving's 404, ours its 405s."""
-
-    regex = rf"(?!{re.escape(MODEL_NAME)}(?![^/:]))[^/]+"
-
-
 class VersionNumber(BaseConverter):
-    """A version in a URL: digits, read as TF Serving reads them (`007` is version 7)."""
+    """A version in a URL: digits, read as TF Serving reads them (`007` is version 7, none above int64)."""
 
     regex = r"\d+"
 
     def to_python(self, value):
+        if int(value) > tf_serving.INT64_MAX:  # no route: TF Serving's "Failed to convert version" (tf_serving.py)
+            raise ValidationError()
         return str(int(value))
 
 
@@ -113,7 +108,7 @@ def create_app(config=None) -> Flask:
     # set when SIGTERM starts the drain (serving.cli): /readyz then says 503, so that load balancers stop first
     draining = threading.Event()
     app.extensions["cnn_mnist"] = SimpleNamespace(store=store, batcher=batcher, metrics=metrics, draining=draining)
-    app.url_map.converters.update(other_model=OtherModelName, version=VersionNumber, label=VersionLabel)
+    app.url_map.converters.update(version=VersionNumber, label=VersionLabel)
     _register_routes(app, store, batcher, metrics)
     _register_errors(app, metrics)
     corrections_api.register(app, metrics)
@@ -184,38 +179,7 @@ def _register_routes(app, store, batcher, metrics):
                 answer["input"] = png_data_url(image)
         return jsonify(answers if is_batch else answers[0])
 
-    @app.post(f"/v1/models/{MODEL_NAME}:predict")
-    @app.post(f"/v1/models/{MODEL_NAME}/versions/<version:version>:predict")
-    @app.post(f"/v1/models/{MODEL_NAME}/labels/<label:label>:predict")
-    @admitting
-    def tf_serving_predict(version=None, label=None):
-        predictor = served(version, label).predictor
-        images, key = tf_serving_input(_json_object(), request.get_data(), budget)
-        probabilities, _ = _classify(batcher, images, predictor)
-        return jsonify({key: probabilities.tolist()})
-
-    @app.get(f"/v1/models/{MODEL_NAME}")
-    @app.get(f"/v1/models/{MODEL_NAME}/versions/<version:version>")
-    @app.get(f"/v1/models/{MODEL_NAME}/labels/<label:label>")
-    def tf_serving_status(version=None, label=None):
-        if label is not None:
-            version = served(label=label).predictor.info.version
-        status = store.status(only=version)
-        if not status:
-            raise NotFoundError(f"Could not find version {version} of model {MODEL_NAME}")
-        return jsonify({"model_version_status": status})
-
-    @app.get(f"/v1/models/{MODEL_NAME}/metadata")
-    @app.get(f"/v1/models/{MODEL_NAME}/versions/<version:version>/metadata")
-    @app.get(f"/v1/models/{MODEL_NAME}/labels/<label:label>/metadata")
-    def tf_serving_metadata(version=None, label=None):
-        info = served(version, label).predictor.info
-        return jsonify(openapi.tf_serving_metadata(MODEL_NAME, info.version))
-
-    @app.route("/v1/models/<other_model:name>", methods=["GET", "POST"])
-    @app.route("/v1/models/<other_model:name>/<path:rest>", methods=["GET", "POST"])
-    def tf_serving_unknown(name, rest=""):
-        return jsonify({"error": f"Servable not found for request: Latest({name.split(':')[0]})"}), 404
+    tf_serving.register(app, store, served, functools.partial(_classify, batcher), admitting, budget, _json_object)
 
     @app.get("/healthz")
     def healthz():

@@ -23,6 +23,7 @@ PIXELS = 28 * 28
 IMAGE_SHAPES = {(PIXELS,), (28, 28), (28, 28, 1)}
 IMAGE_FORMATS = {"PNG", "JPEG", "GIF", "BMP", "WEBP", "TIFF"}
 SIGNATURE = "serving_default"  # TF Serving's default signature name, the only one the model has
+INPUT_NAME = "inputs"  # the signature's one input, as TF Serving's metadata names it (openapi.tf_serving_metadata)
 NON_FINITE = "pixels must be finite numbers (no NaN or infinity)"
 JSON_TYPES = {bool: "true/false", str: "strings", dict: "objects", type(None): "null"}
 NUMBER_AND_LIST_BYTES = b"0123456789+-.eE,[] \t\r\n"  # all that JSON numbers and arrays are written with
@@ -190,34 +191,58 @@ def _leaf_types(value) -> set:
 def tf_serving_input(body: dict, raw: bytes, budget: Budget) -> tuple:
     """TensorFlow Serving's REST request → (images, answer key): `instances` (row) or `inputs` (columnar).
 
-    `raw`: the body as it came, which may spare the pixel type scan (`only_numbers_under`).
+    Read as TF Serving's FillPredictRequestFromJson reads it (util/json_tensor.cc): the signature name must be a
+    string ("" is the default), exactly one of the two keys, `instances` a non-empty list of all plain or all
+    named rows, a name the signature's input's. `raw`: the body as it came, which may spare the pixel type scan.
     """
     signature = body.get("signature_name", SIGNATURE)
-    if signature != SIGNATURE:
+    if not isinstance(signature, str):
+        raise InputError("'signature_name' key must be a string value.")
+    if signature not in ("", SIGNATURE):
         raise InputError(
-            f'"signature_name" must be "{SIGNATURE}", the model\'s one signature; got {json.dumps(signature)}'
+            f"Serving signature name: {json.dumps(signature)} not found in signature def; "
+            f'the model\'s one signature is "{SIGNATURE}"'
         )
     if ("instances" in body) == ("inputs" in body):
-        raise InputError('the request needs exactly one of "instances" or "inputs"')
+        raise InputError('the request needs exactly one of "instances" (row format) or "inputs" (columnar format)')
     key = "instances" if "instances" in body else "inputs"
-    value = body[key]
-    if isinstance(value, dict):  # named inputs: our model has exactly one
-        if len(value) != 1:
-            raise InputError(f"the model has one input; got {len(value)} named inputs")
-        (value,) = value.values()
-    if key == "instances":
-        if not isinstance(value, list) or not value:
-            raise InputError('"instances" must be a non-empty list')
-        value = [_unwrap_named(instance) for instance in value]
+    value = _rows(body[key]) if key == "instances" else _column(body[key])
     images, is_batch = pixel_array(value, budget, unit_range_only=True, numbers_only=only_numbers_under(raw, key))
     if not is_batch:
         raise InputError(f'"{key}" must hold a batch: a list of 28x28x1 instances')
     return images, "predictions" if key == "instances" else "outputs"
 
 
-def _unwrap_named(instance):
-    if isinstance(instance, dict):
-        if len(instance) != 1:
-            raise InputError("each instance must be the image, or an object with the single input's name")
-        (instance,) = instance.values()
-    return instance
+def _rows(instances) -> list:
+    """The row format's images: plain rows, or rows that are objects naming the one input; never a mix."""
+    if not isinstance(instances, list) or not instances:
+        raise InputError('"instances" must be a non-empty list (the row format)')
+    named = [isinstance(instance, dict) for instance in instances]
+    if named[0] and not all(named):
+        raise InputError(f"Expecting object but got list at item {named.index(False)} of input list")
+    if not named[0] and any(named):
+        raise InputError(f"Expecting value/list but got object at item {named.index(True)} of input list")
+    if not named[0]:
+        return instances
+    for item, instance in enumerate(instances):
+        if instance.keys() != {INPUT_NAME}:
+            raise InputError(
+                f"Failed to process element: {item} of 'instances' list: an object must hold the single input's "
+                f'name, "{INPUT_NAME}", and only it; got {json.dumps(sorted(instance))}'
+            )
+    return [instance[INPUT_NAME] for instance in instances]
+
+
+def _column(inputs):
+    """The columnar format's batch: the tensor itself, or an object holding it under the input's name.
+
+    As TF Serving, the object's other keys are not read: only the signature's inputs are looked up.
+    """
+    if not isinstance(inputs, dict):
+        return inputs
+    if INPUT_NAME not in inputs:
+        raise InputError(
+            f"Missing named input: {INPUT_NAME} in 'inputs' object; the model has one input, "
+            f'"{INPUT_NAME}", and got {json.dumps(sorted(inputs))}'
+        )
+    return inputs[INPUT_NAME]

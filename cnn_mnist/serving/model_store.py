@@ -311,7 +311,8 @@ class ModelStore:
     def status(self, only=None) -> list:
         """TensorFlow Serving's model_version_status: served versions AVAILABLE, a failed one END with its error.
 
-        Each served version also carries its `canary_accuracy`.
+        Exactly GetModelStatusResponse's fields: a strict protobuf JSON parser (Python's `json_format.Parse`)
+        refuses any other, so the canary accuracies are in /readyz and /metrics instead.
         """
         state = self._state  # one read: a reload swaps it whole
         serving = state.serving
@@ -325,10 +326,9 @@ class ModelStore:
         listed = []
         for version, (state, code, message) in sorted(states.items(), key=lambda item: -int(item[0])):
             if only is None or version == only:
-                entry = {"version": version, "state": state, "status": {"error_code": code, "error_message": message}}
-                if state == "AVAILABLE":  # our one field beyond TF Serving's (a strict proto parser ignores it)
-                    entry["canary_accuracy"] = serving.versions[version].canary_accuracy
-                listed.append(entry)
+                listed.append(
+                    {"version": version, "state": state, "status": {"error_code": code, "error_message": message}}
+                )
         return listed
 
 

@@ -62,9 +62,9 @@ TF_PREDICT_JSON = {
                         _array(
                             {
                                 "type": "object",
-                                "minProperties": 1,
-                                "maxProperties": 1,
-                                "additionalProperties": TF_INSTANCE,
+                                "required": ["inputs"],
+                                "properties": {"inputs": TF_INSTANCE},
+                                "additionalProperties": False,
                             },
                             minItems=1,
                         ),
@@ -78,13 +78,14 @@ TF_PREDICT_JSON = {
                 "inputs": {
                     "oneOf": [
                         *TF_BATCH["oneOf"],
-                        {"type": "object", "minProperties": 1, "maxProperties": 1, "additionalProperties": TF_BATCH},
+                        # as TF Serving: only the signature's input is read from the object
+                        {"type": "object", "required": ["inputs"], "properties": {"inputs": TF_BATCH}},
                     ]
                 }
             },
         },
     ],
-    "properties": {"signature_name": {"type": "string", "enum": ["serving_default"]}},
+    "properties": {"signature_name": {"type": "string", "enum": ["serving_default", ""]}},  # "": the default
 }
 
 
@@ -134,16 +135,26 @@ def _tf_serving_routes(prefix, parameter=None):
         }
         # as TF Serving answers: an unknown version is NOT_FOUND (404), an unknown label INVALID_ARGUMENT (400)
         not_found = (
-            {"404": _json(_ref("Error"), "No such version")}
-            if parameter == "version"
-            else {
-                "400": _json(_ref("Error"), "No such label"),
-                "404": _json(_ref("Error"), "No such route: a label cannot hold / or :"),
+            {
+                "400": _json(_ref("Error"), "A version above int64: TF Serving's Failed to convert version"),
+                "404": _json(_ref("Error"), "No such version"),
             }
+            if parameter == "version"
+            else {"400": _json(_ref("Error"), "No such label, or one holding / or : (a malformed request)")}
         )
 
     def get(summary, schema):
         return {**scope, "get": {"summary": summary, "responses": {"200": _json(_ref(schema)), **not_found}}}
+
+    def predict_only(verb):
+        return {
+            **scope,
+            "post": {
+                "summary": f"TensorFlow Serving REST {verb}: always a 400, the model has a predict signature only",
+                "requestBody": {"required": True, "content": {"application/json": {"schema": {"type": "object"}}}},
+                "responses": {**not_found, "400": _json(_ref("Error"), f"No {verb} signature (or a malformed body)")},
+            },
+        }
 
     return {
         prefix: get("TensorFlow Serving model version status", "Status"),
@@ -156,6 +167,8 @@ def _tf_serving_routes(prefix, parameter=None):
                 "responses": {"200": _json(_ref("TFPrediction")), **_ERRORS},
             },
         },
+        f"{prefix}:classify": predict_only("classify"),
+        f"{prefix}:regress": predict_only("regress"),
     }
 
 
@@ -328,7 +341,8 @@ def tf_serving_metadata(name: str, version: str) -> dict:
     """The answer of TF Serving's GET /v1/models/NAME/metadata for our one signature."""
 
     def tensor(tensor_name, *dims):
-        shape = {"dim": [{"size": str(size)} for size in dims], "unknown_rank": False}
+        # TF Serving prints every field, defaults too (always_print_primitive_fields): a dim's name is ""
+        shape = {"dim": [{"size": str(size), "name": ""} for size in dims], "unknown_rank": False}
         return {"dtype": "DT_FLOAT", "tensor_shape": shape, "name": tensor_name}
 
     inputs, outputs = tensor("inputs", -1, 28, 28, 1), tensor("probabilities", -1, 10)
@@ -341,6 +355,7 @@ def tf_serving_metadata(name: str, version: str) -> dict:
                         "inputs": {"inputs": inputs},
                         "outputs": {"probabilities": outputs},
                         "method_name": "tensorflow/serving/predict",
+                        "defaults": {},
                     }
                 }
             }
