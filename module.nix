@@ -76,6 +76,144 @@ let
     l: builtins.match "[A-Za-z][A-Za-z0-9_-]*" l == null
   ) (builtins.attrNames cfg.labels);
   danglingLabels = lib.filterAttrs (_: v: !(cfg.models ? ${v})) cfg.labels;
+
+  # The server processes: one is the unit cnn-mnist on `port`; N > 1 are
+  # cnn-mnist-1 … cnn-mnist-N on port, port + 1, …, port + N - 1.
+  instances = builtins.genList (i: {
+    unit = if cfg.instances == 1 then "cnn-mnist" else "cnn-mnist-${toString (i + 1)}";
+    port = cfg.port + i;
+  }) cfg.instances;
+  lastPort = cfg.port + cfg.instances - 1;
+
+  # One server process's unit, listening on `port`
+  serverUnit = port: {
+    description =
+      "cnn-mnist: MNIST digit classifier over HTTP"
+      + lib.optionalString (cfg.instances > 1) " (port ${toString port})";
+    wantedBy = [ "multi-user.target" ];
+    after = [ "network.target" ];
+
+    environment = cfg.environment // {
+      MODEL = modelPath;
+      HOME = "/var/cache/cnn-mnist";
+      XDG_CACHE_HOME = "/var/cache/cnn-mnist";
+      KERAS_HOME = "/var/cache/cnn-mnist/keras";
+      MPLCONFIGDIR = "/var/cache/cnn-mnist/matplotlib";
+    };
+
+    # a new model, version or label reloads (SIGHUP) rather than restarts
+    reloadTriggers = [ servedModel ];
+
+    serviceConfig = {
+      # Up only once the server says READY=1 (sd_notify: model loaded,
+      # canary-checked and warmed, port open), not when the process starts;
+      # a reload is SIGHUP, then RELOADING=1 … READY=1 from the server, so
+      # `systemctl reload` returns when the new model serves or was refused.
+      Type = "notify-reload";
+      NotifyAccess = "main";
+      ReloadSignal = "SIGHUP";
+      ExecStart = lib.escapeShellArgs (
+        [
+          (lib.getExe package)
+          "--host"
+          cfg.host
+          "--port"
+          (toString port)
+          "--backend"
+          cfg.backend
+          "--threads"
+          (toString cfg.threads)
+          "--max-body-bytes"
+          (toString cfg.maxBodyBytes)
+          "--max-images-per-request"
+          (toString cfg.maxImagesPerRequest)
+          "--max-image-pixels"
+          (toString cfg.maxImagePixels)
+          "--max-request-pixels"
+          (toString cfg.maxRequestPixels)
+          "--max-in-flight"
+          (toString cfg.maxInFlight)
+          "--drain-seconds"
+          (number cfg.drainSeconds)
+          "--connection-limit"
+          (toString cfg.connectionLimit)
+          "--channel-timeout"
+          (number cfg.channelTimeout)
+          "--min-accuracy"
+          (number cfg.minAccuracy)
+          "--max-regression"
+          (number cfg.maxRegression)
+        ]
+        ++ lib.optionals (cfg.canary != null) [
+          "--canary"
+          "${cfg.canary}"
+        ]
+      );
+      # (SIGHUP, ReloadSignal above: re-resolve MODEL, load and canary-check
+      # the new model in the background, then swap it in)
+      # SIGTERM: finish the requests in flight (up to drainSeconds), then exit 0
+      KillSignal = "SIGTERM";
+      TimeoutStopSec = builtins.ceil cfg.drainSeconds + 15;
+      Restart = "on-failure";
+
+      DynamicUser = true;
+      CacheDirectory = "cnn-mnist";
+      WorkingDirectory = "/var/cache/cnn-mnist";
+
+      # hardening
+      CapabilityBoundingSet = [ "" ];
+      AmbientCapabilities = [ "" ];
+      DevicePolicy = "closed";
+      LockPersonality = true;
+      # W^X stays off: every backend generates machine code at run time (XLA for jax and
+      # tensorflow's jit_compile, oneDNN's xbyak kernels for tensorflow and torch).
+      MemoryDenyWriteExecute = false;
+      NoNewPrivileges = true;
+      PrivateDevices = true;
+      PrivateTmp = true;
+      PrivateUsers = true;
+      ProcSubset = "all"; # the backends read /proc/cpuinfo and /proc/meminfo
+      ProtectClock = true;
+      ProtectControlGroups = true;
+      ProtectHome = true;
+      ProtectHostname = true;
+      ProtectKernelLogs = true;
+      ProtectKernelModules = true;
+      ProtectKernelTunables = true;
+      ProtectProc = "invisible";
+      ProtectSystem = "strict";
+      RemoveIPC = true;
+      RestrictAddressFamilies = [
+        "AF_INET"
+        "AF_INET6"
+        "AF_UNIX"
+      ];
+      RestrictNamespaces = true;
+      RestrictRealtime = true;
+      RestrictSUIDSGID = true;
+      SystemCallArchitectures = "native";
+      SystemCallFilter = [
+        "@system-service @resources"
+        "~@privileged"
+      ];
+      UMask = "0077";
+    }
+    // sharedUser;
+  };
+
+  # N > 1 processes run as one dynamic user, so that they share the cache
+  # directory: units naming the same User= share one dynamic UID
+  # (systemd.exec(5), DynamicUser=); units of their own would each chown it.
+  sharedUser = lib.optionalAttrs (cfg.instances > 1) {
+    User = "cnn-mnist";
+    Group = "cnn-mnist";
+  };
+
+  # nginx in front of N > 1 processes: the upstream the scale-out's proxy uses too
+  upstream = import ./nix/upstream.nix {
+    servers = map (i: "${proxyHost}:${toString i.port}") instances;
+    inherit (cfg) channelTimeout maxBodyBytes;
+  };
 in
 {
   options.services.cnn-mnist = {
@@ -163,6 +301,30 @@ in
         (`/v1/models/cnn-mnist/labels/canary:predict`).  The default version
         is `current`, else `stable`, else the highest number.  A promotion or
         a rollback is a change of label and a `nixos-rebuild switch`.
+      '';
+    };
+
+    instances = mkOption {
+      type = types.ints.positive;
+      default = 1;
+      example = 4;
+      description = ''
+        Server processes on this host.  One process is bound by one core of
+        Python, so a host with more cores serves more with more processes.
+        1 is the unit `cnn-mnist` on `port`; N > 1 are the units
+        `cnn-mnist-1` … `cnn-mnist-N` on `port`, `port + 1`, …,
+        `port + N - 1`, behind nginx's `upstream` (with `nginx.enable`).
+        Each is readied, reloaded and drained on its own, and each serves
+        its own `/metrics`.
+
+        Memory is N times one process.  One process's RSS after warm-up
+        (`bench/backend_memory.py`, 2026-12-01): about 680 MB with
+        tensorflow, 380 MB with jax, 540 MB with torch, of which 285, 227
+        and 360 MB are anonymous memory, private to each process; the rest
+        is mostly the backend's shared libraries, whose pages the processes
+        share.  Budget N times the RSS to be safe.  A model change reloads
+        every process at once (each keeps serving until its new model
+        passes the canary check).
       '';
     };
 
@@ -347,6 +509,10 @@ in
         message = "services.cnn-mnist.labels: a label name must start with a letter and hold only letters, digits, - and _ (a number would be taken for a version): ${lib.concatMapStringsSep ", " builtins.toJSON badLabelNames}.";
       }
       {
+        assertion = lastPort <= 65535;
+        message = "services.cnn-mnist: instances = ${toString cfg.instances} from port ${toString cfg.port} needs ports up to ${toString lastPort}, past 65535.";
+      }
+      {
         assertion = danglingLabels == { };
         message = "services.cnn-mnist.labels: ${
           lib.concatStringsSep ", " (lib.mapAttrsToList (l: v: "${l} -> ${v}") danglingLabels)
@@ -358,142 +524,44 @@ in
 
     environment.etc.${modelLink}.source = servedModel;
 
-    systemd.services.cnn-mnist = {
-      description = "cnn-mnist: MNIST digit classifier over HTTP";
-      wantedBy = [ "multi-user.target" ];
-      after = [ "network.target" ];
+    systemd.services = builtins.listToAttrs (
+      map (i: {
+        name = i.unit;
+        value = serverUnit i.port;
+      }) instances
+    );
 
-      environment = cfg.environment // {
-        MODEL = modelPath;
-        HOME = "/var/cache/cnn-mnist";
-        XDG_CACHE_HOME = "/var/cache/cnn-mnist";
-        KERAS_HOME = "/var/cache/cnn-mnist/keras";
-        MPLCONFIGDIR = "/var/cache/cnn-mnist/matplotlib";
-      };
-
-      # a new model, version or label reloads (SIGHUP) rather than restarts
-      reloadTriggers = [ servedModel ];
-
-      serviceConfig = {
-        # Up only once the server says READY=1 (sd_notify: model loaded,
-        # canary-checked and warmed, port open), not when the process starts;
-        # a reload is SIGHUP, then RELOADING=1 … READY=1 from the server, so
-        # `systemctl reload` returns when the new model serves or was refused.
-        Type = "notify-reload";
-        NotifyAccess = "main";
-        ReloadSignal = "SIGHUP";
-        ExecStart = lib.escapeShellArgs (
-          [
-            (lib.getExe package)
-            "--host"
-            cfg.host
-            "--port"
-            (toString cfg.port)
-            "--backend"
-            cfg.backend
-            "--threads"
-            (toString cfg.threads)
-            "--max-body-bytes"
-            (toString cfg.maxBodyBytes)
-            "--max-images-per-request"
-            (toString cfg.maxImagesPerRequest)
-            "--max-image-pixels"
-            (toString cfg.maxImagePixels)
-            "--max-request-pixels"
-            (toString cfg.maxRequestPixels)
-            "--max-in-flight"
-            (toString cfg.maxInFlight)
-            "--drain-seconds"
-            (number cfg.drainSeconds)
-            "--connection-limit"
-            (toString cfg.connectionLimit)
-            "--channel-timeout"
-            (number cfg.channelTimeout)
-            "--min-accuracy"
-            (number cfg.minAccuracy)
-            "--max-regression"
-            (number cfg.maxRegression)
-          ]
-          ++ lib.optionals (cfg.canary != null) [
-            "--canary"
-            "${cfg.canary}"
-          ]
-        );
-        # (SIGHUP, ReloadSignal above: re-resolve MODEL, load and canary-check
-        # the new model in the background, then swap it in)
-        # SIGTERM: finish the requests in flight (up to drainSeconds), then exit 0
-        KillSignal = "SIGTERM";
-        TimeoutStopSec = builtins.ceil cfg.drainSeconds + 15;
-        Restart = "on-failure";
-
-        DynamicUser = true;
-        CacheDirectory = "cnn-mnist";
-        WorkingDirectory = "/var/cache/cnn-mnist";
-
-        # hardening
-        CapabilityBoundingSet = [ "" ];
-        AmbientCapabilities = [ "" ];
-        DevicePolicy = "closed";
-        LockPersonality = true;
-        # W^X stays off: every backend generates machine code at run time (XLA for jax and
-        # tensorflow's jit_compile, oneDNN's xbyak kernels for tensorflow and torch).
-        MemoryDenyWriteExecute = false;
-        NoNewPrivileges = true;
-        PrivateDevices = true;
-        PrivateTmp = true;
-        PrivateUsers = true;
-        ProcSubset = "all"; # the backends read /proc/cpuinfo and /proc/meminfo
-        ProtectClock = true;
-        ProtectControlGroups = true;
-        ProtectHome = true;
-        ProtectHostname = true;
-        ProtectKernelLogs = true;
-        ProtectKernelModules = true;
-        ProtectKernelTunables = true;
-        ProtectProc = "invisible";
-        ProtectSystem = "strict";
-        RemoveIPC = true;
-        RestrictAddressFamilies = [
-          "AF_INET"
-          "AF_INET6"
-          "AF_UNIX"
-        ];
-        RestrictNamespaces = true;
-        RestrictRealtime = true;
-        RestrictSUIDSGID = true;
-        SystemCallArchitectures = "native";
-        SystemCallFilter = [
-          "@system-service @resources"
-          "~@privileged"
-        ];
-        UMask = "0077";
-      };
-    };
-
-    services.nginx = lib.mkIf cfg.nginx.enable {
-      enable = true;
-      virtualHosts.${cfg.nginx.virtualHost} = {
-        # nginx reads whole requests from slow clients before it proxies them
-        extraConfig = ''
-          client_header_timeout 10s;
-          client_body_timeout 10s;
-        '';
-        locations."/" = {
-          proxyPass = "http://${proxyHost}:${toString cfg.port}";
-          recommendedProxySettings = true;
+    services.nginx = lib.mkIf cfg.nginx.enable (
+      {
+        enable = true;
+        virtualHosts.${cfg.nginx.virtualHost} = {
+          # nginx reads whole requests from slow clients before it proxies them
           extraConfig = ''
-            client_max_body_size ${toString cfg.maxBodyBytes};
-            proxy_connect_timeout 5s;
-            proxy_send_timeout 30s;
-            proxy_read_timeout 30s;
+            client_header_timeout 10s;
+            client_body_timeout 10s;
           '';
+          locations."/" =
+            if cfg.instances == 1 then
+              {
+                proxyPass = "http://${proxyHost}:${toString cfg.port}";
+                recommendedProxySettings = true;
+                extraConfig = ''
+                  client_max_body_size ${toString cfg.maxBodyBytes};
+                  proxy_connect_timeout 5s;
+                  proxy_send_timeout 30s;
+                  proxy_read_timeout 30s;
+                '';
+              }
+            else
+              upstream.location // { proxyPass = "http://cnn-mnist"; };
         };
-      };
-    };
+      }
+      // lib.optionalAttrs (cfg.instances > 1) { upstreams.cnn-mnist = upstream.upstream; }
+    );
 
     networking.firewall = lib.mkIf cfg.openFirewall {
       allowedTCPPorts =
-        if cfg.nginx.enable then [ 80 ] ++ lib.optional vhostUsesTLS 443 else [ cfg.port ];
+        if cfg.nginx.enable then [ 80 ] ++ lib.optional vhostUsesTLS 443 else map (i: i.port) instances;
     };
   };
 }

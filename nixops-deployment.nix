@@ -6,21 +6,25 @@
 #   nixops create -d cnn-mnist
 #   nixops deploy -d cnn-mnist
 #   nixops set-args -d cnn-mnist --arg replicas 3 && nixops deploy -d cnn-mnist
+#   nixops set-args -d cnn-mnist --arg instances 2 && nixops deploy -d cnn-mnist
 #
 # replicas = 1: one VM, the server behind its own nginx.
 # replicas = N > 1: N backend VMs and a proxy VM whose nginx spreads requests
 # over them and retries a request that a stopped backend failed
 # (nix/scale-out.nix).  docs/nix.md ("NixOps") says what is and is not known
-# to work at the pin, and the other targets.
+# to work at the pin, and the other targets.  instances = N: N server
+# processes on each machine (services.cnn-mnist.instances; memory is N times
+# one process, so size the VMs' memorySize for it).
 {
   replicas ? 1,
+  instances ? 1,
 }:
 
 assert builtins.isInt replicas && replicas >= 1;
 
 let
   backends = builtins.genList (i: "backend-${toString (i + 1)}") replicas;
-  scaleOut = import ./nix/scale-out.nix { inherit backends; };
+  scaleOut = import ./nix/scale-out.nix { inherit backends instances; };
 
   vm = memorySize: {
     # nixops-vbox sets boot.vesa, which nixos-26.05 removed: without this,
@@ -47,6 +51,7 @@ let
       ];
       services.cnn-mnist = {
         enable = true;
+        inherit instances;
         # backend = "jax";   # or "torch"; the package carries that backend
         # model = pkgs.cnn-mnist-model.override { epochs = 5; };
         nginx.enable = true;

@@ -1,6 +1,8 @@
-# NixOS VM test of the scale-out: two backends behind the proxy
-# (nix/scale-out.nix, as nixops-deployment.nix deploys it with replicas = 2).
-# Requests through the proxy keep succeeding while one backend is stopped.
+# NixOS VM test of the scale-out: two backends behind the proxy, each running
+# two server processes (nix/scale-out.nix, as nixops-deployment.nix deploys it
+# with replicas = 2 and instances = 2).  Requests through the proxy keep
+# succeeding while one process, then one whole backend, is stopped, and every
+# process answers some of them.
 #
 #   nix build .#checks.x86_64-linux.nixos-scale-out
 {
@@ -14,10 +16,11 @@ let
       "backend1"
       "backend2"
     ];
+    instances = 2;
   };
   backend = {
     imports = [ scaleOut.backend ];
-    virtualisation.memorySize = 3072;
+    virtualisation.memorySize = 4096; # two processes (docs/operations.md: memory per process)
     virtualisation.cores = 2;
     services.cnn-mnist.model = model;
   };
@@ -41,31 +44,53 @@ pkgs.testers.runNixOSTest {
         "http://localhost/v1/models/cnn-mnist:predict"
     )
 
+    # each backend's processes: units cnn-mnist-1 and cnn-mnist-2 on ports 8080 and 8081
+    processes = [("cnn-mnist-1.service", 8080), ("cnn-mnist-2.service", 8081)]
+    units = " ".join(unit for unit, _ in processes)
+
+    def wait_ready(backend):
+        for unit, port in processes:
+            backend.wait_for_unit(unit)
+            backend.wait_until_succeeds(f"curl -sf http://localhost:{port}/readyz", timeout=300)
+
+    def answered(backend, port):
+        metrics = backend.succeed(f"curl -sf http://localhost:{port}/metrics")
+        return sum(
+            float(line.split()[-1]) for line in metrics.splitlines() if line.startswith("cnn_mnist_predictions_total")
+        )
+
     start_all()
     for backend in [backend1, backend2]:
-        backend.wait_for_unit("cnn-mnist.service")
-        backend.wait_until_succeeds("curl -sf http://localhost:8080/readyz", timeout=300)
+        wait_ready(backend)
     proxy.wait_for_unit("nginx.service")
     proxy.wait_for_open_port(80)
     proxy.succeed(predict)
 
-    with subtest("a stopped backend is invisible to clients"):
+    with subtest("a stopped process, then a stopped backend, is invisible to clients"):
         proxy.succeed(
             "(while [ ! -e /tmp/stop ]; do "
             + predict + " >/dev/null && echo ok >> /tmp/results || echo FAILED >> /tmp/results; "
             + "done) >/dev/null 2>&1 &"
         )
         proxy.wait_until_succeeds("test $(wc -l < /tmp/results) -ge 20")
-        backend1.succeed("systemctl stop cnn-mnist.service")
+        backend1.succeed("systemctl stop cnn-mnist-1.service")
         proxy.sleep(5)
-        backend1.succeed("systemctl start cnn-mnist.service")
-        backend1.wait_until_succeeds("curl -sf http://localhost:8080/readyz", timeout=300)
-        backend2.succeed("systemctl stop cnn-mnist.service")
+        backend1.succeed("systemctl start cnn-mnist-1.service")
+        wait_ready(backend1)
+        backend2.succeed(f"systemctl stop {units}")
+        proxy.sleep(5)
+        backend2.succeed(f"systemctl start {units}")
+        wait_ready(backend2)
         proxy.sleep(5)
         proxy.succeed("touch /tmp/stop")
         proxy.sleep(2)
         results = proxy.succeed("cat /tmp/results").split()
         assert "FAILED" not in results, f"{results.count('FAILED')} of {len(results)} requests failed"
         assert len(results) > 40, f"only {len(results)} requests"
+
+    with subtest("every process served some of them"):
+        for backend in [backend1, backend2]:
+            for unit, port in processes:
+                assert answered(backend, port) > 0, f"{backend.name} {unit} answered nothing"
   '';
 }

@@ -336,14 +336,24 @@ def test_scale_out_vm_test_stops_a_backend_behind_the_proxy():
     t = json.loads(proc.stdout)
     assert t["nodes"] == ["backend1", "backend2", "proxy"]
     script = t["testScript"]
-    assert 'backend1.succeed("systemctl stop cnn-mnist.service")' in script
+    assert 'backend1.succeed("systemctl stop cnn-mnist-1.service")' in script
+    assert 'backend2.succeed(f"systemctl stop {units}")' in script
     assert 'assert "FAILED" not in results' in script
+    # two server processes per backend (services.cnn-mnist.instances), each a target of the proxy
     backend = eval_modules(f"[ {expr}.nodes.backend1 ]")
     assert backend["failedAssertions"] == []
-    assert backend["service"]["serviceConfig"]["ExecStart"].split()[1:3] == ["--host", "0.0.0.0"]
+    assert sorted(backend["services"]) == ["cnn-mnist-1", "cnn-mnist-2"]
+    for unit, port in [("cnn-mnist-1", "8080"), ("cnn-mnist-2", "8081")]:
+        exec_start = backend["services"][unit]["serviceConfig"]["ExecStart"].split()
+        assert exec_start[1:5] == ["--host", "0.0.0.0", "--port", port]
+        assert f'("{unit}.service", {port})' in script
+    assert backend["firewall"]["allowedTCPPorts"] == [8080, 8081]
     assert backend["etc"]["cnn-mnist/model"]["source"].endswith("-cnn-mnist-model-quick")
     proxy = eval_modules(f"[ {expr}.nodes.proxy ]")
-    assert sorted(proxy["nginx"]["upstreams"]["cnn-mnist"]["servers"]) == ["backend1:8080", "backend2:8080"]
+    servers = ["backend1:8080", "backend1:8081", "backend2:8080", "backend2:8081"]
+    assert sorted(proxy["nginx"]["upstreams"]["cnn-mnist"]["servers"]) == servers
+    location = proxy["nginx"]["virtualHosts"]["cnn-mnist"]["locations"]["/"]
+    assert "proxy_next_upstream_tries 4;" in location["extraConfig"]
 
 
 # --- NixOps' VirtualBox plugin at nixos-26.05 ---------------------------------------------------

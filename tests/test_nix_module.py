@@ -378,3 +378,62 @@ def test_module_one_model_shorthand_when_models_is_empty():
 def test_module_rejects_bad_versions_and_labels(settings: dict, fragment: str):
     messages = eval_module(settings)["failedAssertions"]
     assert len(messages) == 1 and fragment in messages[0], messages
+
+
+# --- instances: N server processes on one host behind nginx -----------------------
+
+
+def test_module_one_instance_is_the_single_unit_of_the_option_unset():
+    settings = {"nginx": {"enable": True}, "openFirewall": True, "port": 8090}
+    unset, one = eval_module(settings), eval_module({**settings, "instances": 1})
+    assert one["options"]["instances"]["default"] == 1
+    for key in ["services", "nginx", "firewall", "etc", "failedAssertions"]:
+        assert one[key] == unset[key], key
+    assert list(one["services"]) == ["cnn-mnist"]
+    sc = one["service"]["serviceConfig"]
+    assert sc["DynamicUser"] is True and "User" not in sc
+    assert flag_values(sc["ExecStart"])["--port"] == "8090"
+    assert "upstreams" not in one["nginx"]
+    assert one["nginx"]["virtualHosts"]["testhost"]["locations"]["/"]["proxyPass"] == "http://127.0.0.1:8090"
+
+
+def test_module_three_instances_are_three_units_on_three_ports_behind_one_upstream():
+    r = eval_module({"instances": 3, "port": 9000, "backend": "jax", "nginx": {"enable": True}, "openFirewall": True})
+    assert r["failedAssertions"] == []
+    units = r["services"]
+    assert sorted(units) == ["cnn-mnist-1", "cnn-mnist-2", "cnn-mnist-3"]
+    ports = {name: flag_values(unit["serviceConfig"]["ExecStart"])["--port"] for name, unit in units.items()}
+    assert ports == {"cnn-mnist-1": "9000", "cnn-mnist-2": "9001", "cnn-mnist-3": "9002"}
+    single = eval_module({"port": 9000, "backend": "jax"})["service"]
+    for name, unit in units.items():
+        sc = unit["serviceConfig"]
+        # each is readied, reloaded (on a model change) and drained on its own, as the single unit is
+        assert (sc["Type"], sc["NotifyAccess"], sc["ReloadSignal"]) == ("notify-reload", "main", "SIGHUP")
+        assert unit["reloadTriggers"] == single["reloadTriggers"] and "restartTriggers" not in unit
+        assert sc["TimeoutStopSec"] == single["serviceConfig"]["TimeoutStopSec"]
+        assert unit["environment"] == single["environment"]
+        # only the port differs from the single unit's command line
+        assert sc["ExecStart"] == single["serviceConfig"]["ExecStart"].replace("--port 9000", f"--port {ports[name]}")
+        # one dynamic user for all: they share the cache directory
+        assert (sc["DynamicUser"], sc["User"], sc["CacheDirectory"]) == (True, "cnn-mnist", "cnn-mnist")
+    upstream = r["nginx"]["upstreams"]["cnn-mnist"]
+    every = {"max_fails": 1, "fail_timeout": "10s"}
+    assert upstream["servers"] == {f"127.0.0.1:{p}": every for p in (9000, 9001, 9002)}
+    assert "keepalive 16;" in upstream["extraConfig"]
+    location = r["nginx"]["virtualHosts"]["testhost"]["locations"]["/"]
+    assert location["proxyPass"] == "http://cnn-mnist"
+    assert "proxy_next_upstream error timeout http_502 http_503 http_504 non_idempotent;" in location["extraConfig"]
+    assert "proxy_next_upstream_tries 3;" in location["extraConfig"]
+    assert r["firewall"]["allowedTCPPorts"] == [80]  # the processes stay behind nginx
+
+
+def test_module_instances_without_nginx_open_every_port():
+    r = eval_module({"instances": 2, "openFirewall": True, "host": "0.0.0.0"})
+    assert r["firewall"]["allowedTCPPorts"] == [8080, 8081]
+    assert r["nginx"] == {}
+
+
+def test_module_instances_past_the_last_port_are_refused():
+    [message] = eval_module({"instances": 3, "port": 65534})["failedAssertions"]
+    assert "needs ports up to 65536, past 65535" in message
+    assert "positive integer" in eval_error(HARNESS / "module-eval.nix", *module_args({"instances": 0}))

@@ -156,6 +156,7 @@ in
       default = toString opts.model.default;
     };
     threads = describe opts.threads;
+    instances = describe opts.instances;
     models = describe opts.models;
     labels = describe opts.labels;
     canary = describe opts.canary;
@@ -178,6 +179,8 @@ in
   failedAssertions = map (a: a.message) (builtins.filter (a: !a.assertion) config.assertions);
 
   service = config.systemd.services.cnn-mnist or null;
+  # every unit, by name (instances > 1: cnn-mnist-1 …)
+  services = config.systemd.services;
   etc = builtins.mapAttrs (_: e: { source = toString e.source; }) config.environment.etc;
   # the versions directory's build script, when `models` is set
   versionsScript = config.environment.etc."cnn-mnist/model".source.script or null;
