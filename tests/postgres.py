@@ -22,6 +22,9 @@ DEBIAN_BINARIES = "/usr/lib/postgresql/*/bin"  # Debian's layout; PATH first, fo
 START_TIMEOUT_S = 60
 STOP_TIMEOUT_S = 30
 UNPRIVILEGED = "nobody"
+# A Unix socket only.  fsync off: the tests kill clients, never this server or the machine, so its fsyncs
+# would protect nothing here, and each test's CREATE DATABASE would cost seconds of them on a shared disk.
+SETTINGS = ["-c", "listen_addresses=", "-c", "port=5432", "-c", "fsync=off"]
 
 
 def binary(name: str) -> str:
@@ -59,19 +62,7 @@ class PostgresServer:
         assert result.returncode == 0, f"initdb failed: {result.stderr}"
         with open(self.log, "wb") as log:
             self.process = subprocess.Popen(
-                self._as_owner(
-                    [
-                        binary("postgres"),
-                        "-D",
-                        self.data,
-                        "-k",
-                        self.socket,
-                        "-c",
-                        "listen_addresses=",
-                        "-c",
-                        "port=5432",
-                    ]
-                ),
+                self._as_owner([binary("postgres"), "-D", self.data, "-k", self.socket, *SETTINGS]),
                 stdout=log,
                 stderr=subprocess.STDOUT,
             )

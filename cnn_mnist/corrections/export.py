@@ -1,9 +1,11 @@
 """The export: accepted corrections as a Keras `mnist.npz`, byte for byte the same for the same corrections.
 
-`np.savez` stamps each zip entry with the time it was written, so two exports of the same corrections would
-differ and a Nix hash pinned on one would not match the other.  This writes the same layout itself: the
-arrays in `.npy` format (np.lib.format), stored uncompressed (deflate's bytes can change with the zlib
-version; stored bytes cannot), every entry dated 1980-01-01 with fixed attributes, in a fixed order.
+A Nix build pins the file by hash, so its bytes must not move with the time of the export, the platform or
+a numpy upgrade.  np.savez's bytes are numpy's own business: numpy 2.4 writes zip64 entries through
+ZipFile.open (dated 1980, "made by" the platform it runs on), older versions stamped each entry with the
+time it was written.  So this writes the same layout itself: the arrays in `.npy` format (np.lib.format),
+stored uncompressed (deflate's bytes can change with the zlib version; stored bytes cannot), every entry
+dated 1980-01-01 with fixed attributes, in a fixed order.
 """
 
 import hashlib
