@@ -45,6 +45,7 @@ OUTSIDE_TRAINING = {
     "cnn_mnist/serving/static/app.js": "\n// a page change\n",
     "cnn_mnist/serving/app.py": "\n# a server change\n",
     "cnn_mnist/serving/server-defaults.json": " ",
+    "cnn_mnist/corrections/store.py": "\n# a corrections store change\n",
     "module.nix": "\n# an option's description\n",
 }
 

@@ -90,6 +90,16 @@ def test_the_trainer_source_is_the_training_code_alone(checkout: Path, tmp_path:
     assert "cnn_mnist/core/net.py" in files and "cnn_mnist/training/trainer.py" in files
 
 
+def test_the_package_source_holds_the_corrections_and_the_trainers_does_not(checkout: Path, tmp_path: Path):
+    store = tmp_path / "store"
+    corrections = {
+        str(p.relative_to(checkout)) for p in (checkout / "cnn_mnist" / "corrections").iterdir() if p.suffix == ".py"
+    }
+    assert "cnn_mnist/corrections/store.py" in corrections
+    assert corrections <= files_in(store, source_path(checkout, store, "package"))
+    assert not corrections & files_in(store, source_path(checkout, store, "trainer"))
+
+
 def test_a_change_to_a_source_file_changes_the_source_path(checkout: Path, tmp_path: Path):
     store = tmp_path / "store"
     clean = source_path(checkout, store)
