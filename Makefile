@@ -92,7 +92,9 @@ lock:
 		--extra tensorflow -o requirements/run.txt pyproject.toml
 
 # Every figure in docs/benchmarks.md; minutes each, and loud: run it on a quiet machine.
-bench: $(MODEL_DIR)/model.keras $(VENV)/.test-installed
+# bench/instances.py puts Debian's nginx in front of the servers and loads them with wrk
+bench: SYSTEM_PROGRAMS += nginx:nginx wrk:wrk
+bench: $(MODEL_DIR)/model.keras $(VENV)/.test-installed system-deps
 	$(PIP_INSTALL) -e '.[bench]'
 	$(BIN)/python bench/train.py
 	$(BIN)/python bench/serve.py --model $(MODEL_DIR) --free-forward --litert --server-args "--max-in-flight 64"
@@ -104,6 +106,8 @@ bench: $(MODEL_DIR)/model.keras $(VENV)/.test-installed
 	$(BIN)/python bench/soak.py --model $(MODEL_DIR) --minutes 3
 	$(BIN)/python bench/reload_memory.py --model $(MODEL_DIR)/model.keras
 	$(BIN)/python bench/version_memory.py --model $(MODEL_DIR)/model.keras
+	$(BIN)/python bench/backend_memory.py --model $(MODEL_DIR)/model.keras
+	$(BIN)/python bench/instances.py --model $(MODEL_DIR)/model.keras
 	$(BIN)/python bench/quick_loop.py
 
 clean:
