@@ -17,7 +17,9 @@ from . import schema
 from .store import Store, StoreError, now
 
 CONNECT_TIMEOUT_S = 10
-POOL_SIZE = 8  # waitress' default thread count: one connection per request thread at most
+# Corrections are a small share of a server's requests: 16 at once each, and four instances sharing one
+# server stay well under PostgreSQL's default max_connections of 100.
+POOL_SIZE = 16
 POOL_WAIT_S = 10  # a request waits this long for a connection before it fails (StoreError)
 MIGRATION_LOCK = int.from_bytes(b"cnnmnist", "big") >> 1  # any 63-bit key; the same one in every process
 
