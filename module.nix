@@ -91,7 +91,8 @@ let
       "cnn-mnist: MNIST digit classifier over HTTP"
       + lib.optionalString (cfg.instances > 1) " (port ${toString port})";
     wantedBy = [ "multi-user.target" ];
-    after = [ "network.target" ];
+    after = [ "network.target" ] ++ lib.optional postgresql "postgresql.target";
+    requires = lib.optional postgresql "postgresql.target";
 
     environment = cfg.environment // {
       MODEL = modelPath;
@@ -148,6 +149,7 @@ let
           "--canary"
           "${cfg.canary}"
         ]
+        ++ correctionsFlags
       );
       # (SIGHUP, ReloadSignal above: re-resolve MODEL, load and canary-check
       # the new model in the background, then swap it in)
@@ -204,9 +206,59 @@ let
   # N > 1 processes run as one dynamic user, so that they share the cache
   # directory: units naming the same User= share one dynamic UID
   # (systemd.exec(5), DynamicUser=); units of their own would each chown it.
-  sharedUser = lib.optionalAttrs (cfg.instances > 1) {
-    User = "cnn-mnist";
-    Group = "cnn-mnist";
+  # Corrections need a static user instead (see `user` below).
+  sharedUser =
+    if corrections.enable then
+      {
+        DynamicUser = false;
+        User = user;
+        Group = user;
+      }
+      // lib.optionalAttrs sqlite { StateDirectory = "cnn-mnist"; }
+    else
+      lib.optionalAttrs (cfg.instances > 1) {
+        User = "cnn-mnist";
+        Group = "cnn-mnist";
+      };
+
+  # Corrections: one store for every process.  The user is static, not
+  # dynamic: PostgreSQL's peer authentication maps it to its role, and an
+  # administrator's `cnn-mnist-corrections` runs as it, so that a SQLite
+  # file (and its -wal and -shm files) stays the servers' to write.
+  corrections = cfg.corrections;
+  user = "cnn-mnist";
+  sqlite = corrections.enable && corrections.database == "sqlite";
+  postgresql = corrections.enable && corrections.database == "postgresql";
+  store =
+    if corrections.database == "sqlite" then
+      "/var/lib/cnn-mnist/corrections.sqlite"
+    else
+      "postgresql:///${user}?host=/run/postgresql";
+  # the address the local nginx connects from: its X-Forwarded-For is believed
+  nginxAddress = lib.removePrefix "[" (lib.removeSuffix "]" proxyHost);
+  correctionsFlags = lib.optionals corrections.enable (
+    [
+      "--corrections"
+      store
+      "--corrections-per-minute"
+      (toString corrections.perMinute)
+    ]
+    ++ lib.optionals cfg.nginx.enable [
+      "--trusted-proxy"
+      nginxAddress
+    ]
+  );
+  # `cnn-mnist-corrections` for administrators, on the store the servers use
+  # (CORRECTIONS), run as their user when root runs it
+  correctionsTool = pkgs.writeShellApplication {
+    name = "cnn-mnist-corrections";
+    text = ''
+      export CORRECTIONS="''${CORRECTIONS:-${store}}"
+      if [ "$(id -u)" = 0 ]; then
+        exec ${pkgs.util-linux}/bin/runuser -u ${user} -- ${package}/bin/cnn-mnist-corrections "$@"
+      fi
+      exec ${package}/bin/cnn-mnist-corrections "$@"
+    '';
   };
 
   # nginx in front of N > 1 processes: the upstream the scale-out's proxy uses too
@@ -483,6 +535,49 @@ in
       };
       description = "Extra environment variables for the server.";
     };
+
+    corrections = {
+      enable = lib.mkEnableOption ''
+        corrections: `POST /v1/corrections` and the page's "wrong, it was …"
+        buttons keep what people correct, for review with
+        `cnn-mnist-corrections` (on the system's PATH, on this store, run as
+        the servers' user).  The servers then run as the static system user
+        `cnn-mnist`, not a dynamic one, so that every process and the review
+        tool share the store'';
+
+      database = mkOption {
+        type = types.enum [
+          "sqlite"
+          "postgresql"
+        ];
+        default = "sqlite";
+        example = "postgresql";
+        description = ''
+          Where corrections are kept (`--corrections`).  `"sqlite"`: the file
+          `/var/lib/cnn-mnist/corrections.sqlite` in the units'
+          `StateDirectory`, shared by every one of `instances`; back it up
+          with `cnn-mnist-corrections backup FILE` (SQLite's online backup).
+          `"postgresql"`: a database `cnn-mnist` owned by the role
+          `cnn-mnist` on this host's `services.postgresql`, which this
+          enables (`ensureDatabases`, `ensureUsers`), reached over its Unix
+          socket with peer authentication (the static user is the role);
+          back it up with `pg_dump`.
+        '';
+      };
+
+      perMinute = mkOption {
+        type = types.ints.unsigned;
+        default = defaults.corrections_per_minute;
+        example = 10;
+        description = ''
+          Corrections one client may send a minute
+          (`--corrections-per-minute`); past it a 429 with `Retry-After`.
+          0 turns the limit off.  Behind `nginx.enable`, the client is the
+          address nginx names in `X-Forwarded-For` (`--trusted-proxy` is set
+          to nginx's address).
+        '';
+      };
+    };
   };
 
   config = lib.mkIf cfg.enable {
@@ -523,6 +618,28 @@ in
     ];
 
     environment.etc.${modelLink}.source = servedModel;
+
+    environment.systemPackages = lib.optional corrections.enable correctionsTool;
+
+    users = lib.mkIf corrections.enable {
+      users.${user} = {
+        isSystemUser = true;
+        group = user;
+        description = "cnn-mnist server";
+      };
+      groups.${user} = { };
+    };
+
+    services.postgresql = lib.mkIf postgresql {
+      enable = true;
+      ensureDatabases = [ user ];
+      ensureUsers = [
+        {
+          name = user;
+          ensureDBOwnership = true;
+        }
+      ];
+    };
 
     systemd.services = builtins.listToAttrs (
       map (i: {

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import shlex
 import subprocess
 from pathlib import Path
 
@@ -189,7 +190,7 @@ FLAGS = {  # option -> (flag, key in server-defaults.json)
 
 
 def flag_values(exec_start: str) -> dict:
-    words = exec_start.split()
+    words = shlex.split(exec_start)  # systemd's quoting (lib.escapeShellArgs) is the shell's
     return {word: words[i + 1] for i, word in enumerate(words) if word.startswith("--")}
 
 
@@ -437,3 +438,110 @@ def test_module_instances_past_the_last_port_are_refused():
     [message] = eval_module({"instances": 3, "port": 65534})["failedAssertions"]
     assert "needs ports up to 65536, past 65535" in message
     assert "positive integer" in eval_error(HARNESS / "module-eval.nix", *module_args({"instances": 0}))
+
+
+# --- corrections: one store for every process ------------------------------------
+
+
+def test_module_corrections_are_off_by_default():
+    r = eval_module()
+    assert r["options"]["correctionsEnable"]["default"] is False
+    assert r["options"]["correctionsDatabase"]["default"] == "sqlite"
+    assert r["options"]["correctionsPerMinute"]["default"] == SERVER_DEFAULTS["corrections_per_minute"]
+    flags = flag_values(r["service"]["serviceConfig"]["ExecStart"])
+    assert not {"--corrections", "--corrections-per-minute", "--trusted-proxy"} & set(flags)
+    assert r["users"] == {} and r["postgresql"] == {} and r["systemPackages"] == []
+
+
+def test_module_corrections_in_sqlite_share_one_file_under_a_static_user():
+    r = eval_module({"instances": 2, "corrections": {"enable": True, "perMinute": 12}, "nginx": {"enable": True}})
+    assert r["failedAssertions"] == []
+    for unit in r["services"].values():
+        sc = unit["serviceConfig"]
+        flags = flag_values(sc["ExecStart"])
+        assert flags["--corrections"] == "/var/lib/cnn-mnist/corrections.sqlite"
+        assert flags["--corrections-per-minute"] == "12"
+        assert flags["--trusted-proxy"] == "127.0.0.1"  # the local nginx's X-Forwarded-For is believed
+        # one static user for every process and for the review tool, and the file in its StateDirectory
+        assert (sc["DynamicUser"], sc["User"], sc["Group"], sc["StateDirectory"]) == (
+            False,
+            "cnn-mnist",
+            "cnn-mnist",
+            "cnn-mnist",
+        )
+        assert "postgresql.target" not in unit["after"]
+    assert r["users"]["users"]["cnn-mnist"] == {
+        "isSystemUser": True,
+        "group": "cnn-mnist",
+        "description": "cnn-mnist server",
+    }
+    assert r["users"]["groups"] == {"cnn-mnist": {}}
+    assert r["postgresql"] == {}
+    [tool] = r["systemPackages"]
+    assert tool["name"] == "cnn-mnist-corrections"
+    assert 'CORRECTIONS="${CORRECTIONS:-/var/lib/cnn-mnist/corrections.sqlite}"' in tool["text"]
+    assert "runuser -u cnn-mnist -- " in tool["text"] and "/bin/cnn-mnist-corrections" in tool["text"]
+
+
+def test_module_corrections_tool_runs_as_the_servers_user(tmp_path: Path):
+    r = eval_module({"corrections": {"enable": True}})
+    script = tmp_path / "cnn-mnist-corrections"
+    # the fake store paths point nowhere: stand-ins for runuser and the CLI echo what they were given
+    text = r["systemPackages"][0]["text"].replace("/nix/store/", f"{tmp_path}/store/")
+    for program in ["runuser", "cnn-mnist-corrections"]:
+        for found in {word.split(f"{tmp_path}/store/", 1)[1] for word in text.split() if word.endswith(program)}:
+            fake = tmp_path / "store" / found
+            fake.parent.mkdir(parents=True, exist_ok=True)
+            fake.write_text(f'#!/bin/sh\necho {program} "$CORRECTIONS" "$@"\n')
+            fake.chmod(0o755)
+    script.write_text("set -euo pipefail\n" + text)
+    env = {"PATH": "/usr/bin:/bin"}
+    ran = subprocess.run(["bash", str(script), "stats"], env=env, capture_output=True, text=True, timeout=30)
+    assert ran.returncode == 0, ran.stderr
+    first = "runuser" if os.geteuid() == 0 else "cnn-mnist-corrections"
+    assert ran.stdout.split()[:2] == [first, "/var/lib/cnn-mnist/corrections.sqlite"]
+    other = subprocess.run(
+        ["bash", str(script), "stats"],
+        env={**env, "CORRECTIONS": "/srv/x.sqlite"},
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert other.stdout.split()[1] == "/srv/x.sqlite"  # an administrator may name another store
+
+
+def test_module_corrections_in_postgresql_enable_it_with_a_role_for_the_user():
+    r = eval_module({"instances": 3, "corrections": {"enable": True, "database": "postgresql"}})
+    assert r["failedAssertions"] == []
+    assert r["postgresql"] == {
+        "enable": True,
+        "ensureDatabases": ["cnn-mnist"],
+        "ensureUsers": [{"name": "cnn-mnist", "ensureDBOwnership": True}],
+    }
+    # peer authentication: the servers' user is the role's name
+    assert r["users"]["users"]["cnn-mnist"]["isSystemUser"] is True
+    for unit in r["services"].values():
+        sc = unit["serviceConfig"]
+        flags = flag_values(sc["ExecStart"])
+        assert flags["--corrections"] == "postgresql:///cnn-mnist?host=/run/postgresql"
+        assert "--trusted-proxy" not in flags  # no nginx: the peer is the client
+        assert (sc["DynamicUser"], sc["User"]) == (False, "cnn-mnist") and "StateDirectory" not in sc
+        # the database is there (and the role made) before a server opens the store
+        assert "postgresql.target" in unit["after"] and unit["requires"] == ["postgresql.target"]
+    assert "postgresql:///cnn-mnist?host=/run/postgresql" in r["systemPackages"][0]["text"]
+
+
+def test_module_corrections_trusted_proxy_is_nginx_on_ipv6_loopback():
+    r = eval_module({"host": "::", "nginx": {"enable": True}, "corrections": {"enable": True}})
+    assert flag_values(r["service"]["serviceConfig"]["ExecStart"])["--trusted-proxy"] == "::1"
+
+
+@pytest.mark.parametrize(
+    "settings, message",
+    [
+        ({"corrections": {"enable": True, "database": "mysql"}}, "one of"),
+        ({"corrections": {"enable": True, "perMinute": -1}}, "unsigned integer"),
+    ],
+)
+def test_module_rejects_bad_corrections_settings(settings: dict, message: str):
+    assert message in eval_error(HARNESS / "module-eval.nix", *module_args(settings))

@@ -154,6 +154,8 @@ else
           };
           services.nginx = freeformOption;
           services.openssh = freeformOption;
+          services.postgresql = freeformOption;
+          users = freeformOption;
           networking = mkOption {
             type = types.submodule {
               freeformType = types.lazyAttrsOf types.anything;

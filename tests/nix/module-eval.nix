@@ -65,6 +65,14 @@ let
   fakePkgs = {
     inherit lib;
     coreutils = fakeDrv "coreutils" { };
+    util-linux = fakeDrv "util-linux" { };
+    # the script is kept, so that the tests can read it
+    writeShellApplication =
+      { name, text, ... }:
+      fakeDrv name {
+        inherit text;
+        meta.mainProgram = name;
+      };
     cnn-mnist = fakePackage "default";
     cnn-mnist-model = fakeDrv "cnn-mnist-model" { };
     # the script is kept, so that the tests can run it; like a real
@@ -99,6 +107,7 @@ let
       # the VM tests' virtualisation.*
       virtualisation = freeformOption;
       services.nginx = freeformOption;
+      services.postgresql = freeformOption;
       services.openssh = freeformOption;
       system = freeformOption;
       # NixOps' deployment.* (nixops and its VirtualBox plugin)
@@ -174,6 +183,9 @@ in
     nginxEnable = describe opts.nginx.enable;
     nginxVirtualHost = describe opts.nginx.virtualHost;
     environment = describe opts.environment;
+    correctionsEnable = describe opts.corrections.enable;
+    correctionsDatabase = describe opts.corrections.database;
+    correctionsPerMinute = describe opts.corrections.perMinute;
   };
 
   failedAssertions = map (a: a.message) (builtins.filter (a: !a.assertion) config.assertions);
@@ -185,6 +197,13 @@ in
   # the versions directory's build script, when `models` is set
   versionsScript = config.environment.etc."cnn-mnist/model".source.script or null;
   nginx = config.services.nginx;
+  postgresql = config.services.postgresql;
+  users = config.users;
+  # the programs the module puts on the system's PATH: name and script
+  systemPackages = map (p: {
+    inherit (p) name;
+    text = p.text or null;
+  }) config.environment.systemPackages;
   firewall = config.networking.firewall;
   extraHosts = config.networking.extraHosts or null;
 }

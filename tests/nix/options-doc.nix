@@ -35,6 +35,7 @@ let
       environment = freeformOption;
       systemd = freeformOption;
       services.nginx = freeformOption;
+      services.postgresql = freeformOption;
       networking = freeformOption;
       users = freeformOption;
     };
