@@ -504,3 +504,80 @@ def test_the_axe_check_fails_on_a_violation(desktop_page):
     page.evaluate("() => document.querySelector('label[for=upload]').remove()")
     found = axe_violations(page)
     assert any(line.startswith("label (critical)") and "#upload" in line for line in found), found
+
+
+# --------------------------------------------------------------------------
+# Corrections: a server started with --corrections (a real SQLite store)
+# --------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def corrections_server(trained_model, tmp_path_factory):
+    """(base URL, store path) of a `cnn-mnist --corrections STORE`."""
+    from conftest import start_server
+    from helpers import stop
+
+    path = tmp_path_factory.mktemp("corrections") / "corrections.sqlite"
+    process, url = start_server(trained_model / "model.keras", "--corrections", path)
+    yield url, path
+    stop(process)
+
+
+STORED_AS_SAID = ("28×28 image", "the digit you choose", "the time", "model's version", "No IP address", "no cookie")
+
+
+def test_a_misread_drawing_is_corrected_on_the_page_with_the_keyboard(chromium_browser, corrections_server):
+    """Draw, read what is stored, Tab to "It was: N", Enter: the store holds the image the model saw, pending."""
+    from conftest import metric
+    from helpers import get
+
+    from cnn_mnist.corrections.store import open_store
+
+    url, path = corrections_server
+    context = chromium_browser.new_context(viewport=DESKTOP)
+    try:
+        page = context.new_page()
+        sent = []
+        page.on("request", lambda r: sent.append(r) if r.url.endswith("v1/corrections") else None)
+        page.goto(url)
+        draw_with_keyboard(page, 7)
+        shown = int(wait_for_answer(page))
+        panel = page.locator("#correction")
+        sync_api.expect(panel).to_be_visible()
+        note = page.locator("#correction-note").inner_text()
+        for said in STORED_AS_SAID:
+            assert said in note, f"the page does not say what is stored: {said!r} missing from {note!r}"
+        assert not sent, "nothing is sent before a button is pressed"
+        buttons = page.locator("#correction-digits button")
+        assert buttons.all_inner_texts() == [str(d) for d in range(10)]
+        assert page.locator(f"#correct-{shown}").get_attribute("aria-disabled") == "true", "the predicted digit"
+        assert axe_violations(page) == []
+
+        label = 1 if shown != 1 else 2
+        page.locator("#clear").focus()
+        for _ in range(4 + label):  # predict, then the digit buttons 0 … label
+            page.keyboard.press("Tab")
+            if page.evaluate("() => document.activeElement.id") == f"correct-{label}":
+                break
+        assert page.evaluate("() => document.activeElement.id") == f"correct-{label}", "Tab does not reach it"
+        with page.expect_response("**/v1/corrections") as answered:
+            page.keyboard.press("Enter")
+        assert answered.value.status == 201
+        status = page.locator("#correction-status")
+        sync_api.expect(status).to_contain_text(f"kept as a {label}")
+        assert page.locator(f"#correct-{label}").get_attribute("aria-disabled") == "true", "sent once per answer"
+        screenshot(page, "correction")
+        assert context.cookies() == []
+
+        body = json.loads(sent[0].post_data)
+        ready = json.loads(get(url + "readyz"))
+        assert body == {"input": body["input"], "label": label, "predicted": shown, "model_version": "1"}
+        assert ready["model"]["version"] == "1"
+        with open_store(str(path)) as store:
+            (kept,) = store.list()
+        np.testing.assert_array_equal(kept.image, thumbnail(page))  # the 28x28 image the model saw
+        assert (kept.label, kept.predicted, kept.model_version, kept.status) == (label, shown, "1", "pending")
+        text = get(url + "metrics")
+        assert metric(text, "cnn_mnist_corrections_received_total", label=str(label), result="created") == 1
+    finally:
+        context.close()

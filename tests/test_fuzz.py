@@ -28,6 +28,15 @@ BOUNDED = settings(
 schema = schemathesis.openapi.from_dict(openapi.SPEC)  # what /openapi.json serves (asserted below)
 
 
+@pytest.fixture(scope="module")
+def app(trained_model, tmp_path_factory):
+    """conftest's app, with corrections on (a fresh SQLite store, no rate limit): every documented route answers."""
+    from cnn_mnist.serving.app import create_app
+
+    store = tmp_path_factory.mktemp("corrections") / "corrections.sqlite"
+    return create_app({"MODEL": str(trained_model), "CORRECTIONS": str(store), "CORRECTIONS_PER_MINUTE": 0})
+
+
 def test_the_fuzzed_document_is_the_served_one(client):
     assert client.get("/openapi.json").json == openapi.SPEC
 
@@ -39,9 +48,11 @@ def test_every_answer_conforms_to_the_document(case, app):
     case.validate_response(case.call(app=app), checks=CHECKS)
 
 
-@pytest.mark.parametrize("path", ["/predict", "/v1/models/cnn-mnist:predict"])
+@pytest.mark.parametrize(
+    "path", ["/predict", "/v1/models/cnn-mnist:predict", "/v1/corrections", "/v2/models/{model_name}/infer"]
+)
 def test_valid_generated_requests_reach_predictions(path, app):
-    """Requests generated from the document do get classified on both APIs: the fuzzing is not all refusals.
+    """Requests generated from the document do get classified on both APIs, and corrections stored: not all refused.
 
     It generates its own: counting the fuzzing's 200s, it failed when run alone or under -m "not slow".
     """
@@ -52,8 +63,8 @@ def test_valid_generated_requests_reach_predictions(path, app):
     def generated(case):
         case.operation.schema.app = app
         response = case.call(app=app)
-        if response.status_code == 200:
-            case.validate_response(response, checks=CHECKS)  # the document's answer shape: predictions
+        if response.status_code in (200, 201):  # 201: a correction stored
+            case.validate_response(response, checks=CHECKS)  # the document's answer shape: predictions, an id
             classified.append(case)
 
     generated()

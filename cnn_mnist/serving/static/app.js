@@ -25,6 +25,11 @@
   var canaryInfo = document.getElementById("canary");
   var seen = document.getElementById("seen");
   var seenImage = document.getElementById("input");
+  var correction = document.getElementById("correction");
+  var correctionDigits = document.getElementById("correction-digits");
+  var correctionStatus = document.getElementById("correction-status");
+  var correctionsOn = false;  // /readyz says the server keeps corrections: the buttons are added then
+  var corrected = null;       // what the "Wrong? It was:" buttons correct: { input, digit, version, sent }
   var servingVersion = null;  // the model version the footer's canary accuracy belongs to
   var modelRequest = false;   // a GET readyz in flight
 
@@ -120,6 +125,8 @@
     });
     seen.hidden = true;
     seenImage.removeAttribute("src");
+    corrected = null;
+    showCorrection();
   }
 
   function percent(p) {
@@ -150,6 +157,10 @@
     if (typeof data.input === "string" && data.input.indexOf("data:image/png;base64,") === 0) {
       seenImage.src = data.input;
       seen.hidden = false;
+      corrected = { input: data.input, digit: data.digit, version: data.model && data.model.version, sent: false };
+      correctionStatus.textContent = "";
+      correctionStatus.classList.remove("error");
+      showCorrection();
     }
     if (data.model && data.model.version !== servingVersion) {
       describeModel(data.model);
@@ -184,10 +195,89 @@
         ? " · canary accuracy " + percent(m.canary_accuracy)
         : "";
       servingVersion = m.version;
+      if (data.corrections === true && !correctionsOn) {
+        correctionsOn = true;
+        addCorrectionButtons();
+        showCorrection();
+      }
     }).catch(function () {
       // The server is unreachable: predictions say so in the status line; the footer keeps its text.
     }).then(function () {
       modelRequest = false;
+    });
+  }
+
+  // ---- Corrections: "Wrong? It was: 0 … 9" sends the 28x28 image the model saw and the digit ----------
+
+  function addCorrectionButtons() {
+    for (var d = 0; d <= 9; d++) {
+      var button = document.createElement("button");
+      button.type = "button";
+      button.id = "correct-" + d;
+      button.className = "secondary";
+      button.textContent = String(d);
+      button.addEventListener("click", sendCorrection.bind(null, d));
+      correctionDigits.appendChild(button);
+    }
+  }
+
+  // The buttons for the answer shown: the predicted digit and, once one is sent, all are aria-disabled
+  // (not disabled: the focus stays where the keyboard left it).
+  function showCorrection() {
+    correction.hidden = !(correctionsOn && corrected);
+    Array.prototype.forEach.call(correctionDigits.children, function (button, d) {
+      var off = !corrected || corrected.sent || d === corrected.digit;
+      button.setAttribute("aria-disabled", off ? "true" : "false");
+    });
+  }
+
+  function sendCorrection(label) {
+    var sending = corrected;
+    if (!sending || sending.sent || label === sending.digit) {
+      return;
+    }
+    sending.sent = true;
+    showCorrection();
+    correctionStatus.classList.remove("error");
+    correctionStatus.textContent = "Sending…";
+    var body = { input: sending.input, label: label, predicted: sending.digit };
+    if (sending.version) {
+      body.model_version = String(sending.version);
+    }
+    fetch("v1/corrections", {
+      method: "POST",
+      headers: { "Content-Type": "application/json" },
+      body: JSON.stringify(body)
+    }).then(function (res) {
+      return res.json().then(
+        function (data) { return { res: res, data: data }; },
+        function () { return { res: res, data: null }; });
+    }).then(function (r) {
+      if (sending !== corrected) {
+        return;  // another answer (or Clear) replaced it meanwhile
+      }
+      var said = r.data && typeof r.data.error === "string" ? r.data.error : "";
+      if (r.res.ok && r.data && r.data.id) {
+        correctionStatus.textContent = (r.res.status === 201 ? "Thank you: kept as a " : "Already kept as a ") +
+          label + ", for review (correction " + r.data.id + ").";
+        return;
+      }
+      sending.sent = false;  // not kept: the person may try again
+      showCorrection();
+      correctionStatus.classList.add("error");
+      if (r.res.status === 429) {
+        var wait = Number(r.res.headers.get("Retry-After")) || 60;
+        correctionStatus.textContent = "Too many corrections from here just now – try again in " + wait + " s.";
+      } else {
+        correctionStatus.textContent = "Not kept: " + (said || "the server answered " + r.res.status) + ".";
+      }
+    }).catch(function () {
+      if (sending === corrected) {
+        sending.sent = false;
+        showCorrection();
+        correctionStatus.classList.add("error");
+        correctionStatus.textContent = "Not kept: could not reach the server.";
+      }
     });
   }
 
