@@ -339,6 +339,9 @@ def test_scale_out_vm_test_stops_a_backend_behind_the_proxy():
     assert 'backend1.succeed("systemctl stop cnn-mnist-1.service")' in script
     assert 'backend2.succeed(f"systemctl stop {units}")' in script
     assert 'assert "FAILED" not in results' in script
+    # a model change reloads both processes (switch-to-configuration) under load
+    assert "specialisation/second-model/bin/switch-to-configuration test" in script
+    assert 'assert pids == after, f"restarted, not reloaded' in script
     # two server processes per backend (services.cnn-mnist.instances), each a target of the proxy
     backend = eval_modules(f"[ {expr}.nodes.backend1 ]")
     assert backend["failedAssertions"] == []
@@ -349,6 +352,11 @@ def test_scale_out_vm_test_stops_a_backend_behind_the_proxy():
         assert f'("{unit}.service", {port})' in script
     assert backend["firewall"]["allowedTCPPorts"] == [8080, 8081]
     assert backend["etc"]["cnn-mnist/model"]["source"].endswith("-cnn-mnist-model-quick")
+    lib = f"(import {json.dumps(nixpkgs_lib())})"
+    second = f"({expr}.nodes.backend1 {{ lib = {lib}; }}).specialisation.second-model.configuration"
+    proc = run_nix("--eval", "--strict", "--json", "-E", f"{second}.services.cnn-mnist.model.content.name")
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads(proc.stdout) == "cnn-mnist-model-quick-seed-1"  # the quick model with another seed
     proxy = eval_modules(f"[ {expr}.nodes.proxy ]")
     servers = ["backend1:8080", "backend1:8081", "backend2:8080", "backend2:8081"]
     assert sorted(proxy["nginx"]["upstreams"]["cnn-mnist"]["servers"]) == servers

@@ -240,7 +240,13 @@ else
     scaleOutTest = import ../../nix/nixos-test-scale-out.nix {
       pkgs = {
         testers.runNixOSTest = test: test;
-        cnn-mnist-model.override = a: fakeDrv "cnn-mnist-model-quick" // { args = a; };
+        cnn-mnist-model.override =
+          a:
+          fakeDrv "cnn-mnist-model-quick"
+          // {
+            args = a;
+            override = b: fakeDrv "cnn-mnist-model-quick-seed-${toString b.seed}";
+          };
         curl = fakeDrv "curl";
       };
     };

@@ -104,8 +104,9 @@ let
         type = types.listOf types.unspecified;
         default = [ ];
       };
-      # the VM tests' virtualisation.*
+      # the VM tests' virtualisation.* and specialisation.*
       virtualisation = freeformOption;
+      specialisation = freeformOption;
       services.nginx = freeformOption;
       services.postgresql = freeformOption;
       services.openssh = freeformOption;
