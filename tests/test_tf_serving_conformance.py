@@ -6,6 +6,7 @@ phase. Where we answer otherwise on purpose (docs/api.md), the test asserts our 
 """
 
 import json
+import re
 from dataclasses import replace
 
 import pytest
@@ -66,3 +67,18 @@ def test_canary_accuracy_moved_to_readyz_and_metrics(client):
     assert 0 <= accuracy <= 1
     assert f'cnn_mnist_canary_accuracy{{version="{tfs.VERSION}"}}' in client.get("/metrics").get_data(as_text=True)
     assert "canary_accuracy" not in json.dumps(client.get(tfs.MODEL).get_json())
+
+
+def test_openapi_documents_every_status_the_cases_get(client):
+    """A case on our model's routes gets a status its operation in /openapi.json lists, as schemathesis checks."""
+    paths = client.get("/openapi.json").get_json()["paths"]
+    templates = {path: re.compile(re.sub(r"\\{[^}]+\\}", "[^/:]+", re.escape(path))) for path in paths}
+    checked = 0
+    for case in tfs.CASES:
+        path = next((path for path, pattern in templates.items() if pattern.fullmatch(case.path)), None)
+        operation = paths.get(path, {}).get(case.method.lower())
+        if operation:
+            status = answer(client, case)[0].status_code
+            assert str(status) in operation["responses"], (case.name, status, sorted(operation["responses"]))
+            checked += 1
+    assert checked >= 40
