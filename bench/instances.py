@@ -8,8 +8,9 @@ first server only, one to all of them. The upstream and location directives are 
 the ones module.nix and nix/scale-out.nix give nginx (evaluated with nix-instantiate). wrk
 (/usr/bin/wrk) posts one digit per request to /predict; the runs alternate one / all / one / all …
 (`--rounds` each), so that drift in a shared machine's load hits both sides alike. The ratio is the
-median throughput of all processes over the median of one. The load generator runs on the same
-cores as the servers: on a small machine it takes cores the servers would use.
+median throughput of all processes over the median of one. Unpinned, the load generator runs on the
+same cores as the servers: on a small machine it takes cores the servers would use. On a bigger one,
+`--server-cpus` and `--client-cpus` (taskset's lists) keep the servers and wrk + nginx apart.
 """
 
 import argparse
@@ -66,7 +67,12 @@ def nginx_directives(servers):
     return upstream + nginx["upstream"]["extraConfig"], headers + nginx["location"]["extraConfig"]
 
 
-def nginx_config(tmp, listeners):
+def pinned(cpus, argv):
+    """argv run on the CPUs `cpus` (taskset's list, e.g. 4-15), or anywhere when None."""
+    return argv if cpus is None else ["taskset", "-c", cpus, *argv]
+
+
+def nginx_config(tmp, listeners, workers):
     """nginx.conf with one loopback listener per (port, upstream name, servers)."""
     blocks = []
     for port, name, servers in listeners:
@@ -78,20 +84,20 @@ def nginx_config(tmp, listeners):
     temp = "".join(f"{kind}_temp_path {tmp}/{kind};\n" for kind in ("client_body", "proxy", "fastcgi", "uwsgi", "scgi"))
     user = "user root;\n" if os.geteuid() == 0 else ""  # workers must reach the temporary directory
     return (
-        f"{user}daemon off;\nworker_processes 1;\npid {tmp}/nginx.pid;\nerror_log {tmp}/error.log warn;\n"
+        f"{user}daemon off;\nworker_processes {workers};\npid {tmp}/nginx.pid;\nerror_log {tmp}/error.log warn;\n"
         f"events {{ worker_connections 1024; }}\n"
         f"http {{\naccess_log off;\n{temp}{''.join(blocks)}}}\n"
     )
 
 
-def start_nginx(tmp, listeners):
+def start_nginx(tmp, listeners, workers, cpus):
     nginx = shutil.which("nginx") or "/usr/sbin/nginx"
     if not os.path.exists(nginx):
         raise SystemExit("bench: nginx not found (apt-get install -y nginx)")
     path = os.path.join(tmp, "nginx.conf")
     with open(path, "w") as conf:
-        conf.write(nginx_config(tmp, listeners))
-    process = subprocess.Popen([nginx, "-p", tmp, "-c", path], start_new_session=True)
+        conf.write(nginx_config(tmp, listeners, workers))
+    process = subprocess.Popen(pinned(cpus, [nginx, "-p", tmp, "-c", path]), start_new_session=True)
     atexit.register(lambda: (process.terminate(), process.wait(5)))
     deadline = time.monotonic() + 10
     while not os.path.exists(os.path.join(tmp, "nginx.pid")):
@@ -106,19 +112,19 @@ def seconds(text):
     return float(number) * UNITS[unit]
 
 
-def wrk(port, script, connections, duration):
+def wrk(port, script, connections, duration, threads=2, cpus=None):
     """wrk's throughput, p50/p99 and errors for POST /predict on `port`."""
     argv = [
         "wrk",
-        "-t2",
+        f"-t{threads}",
         f"-c{connections}",
-        f"-d{duration}s",
+        f"-d{duration:g}s",
         "--latency",
         "-s",
         script,
         f"http://{HOST}:{port}/predict",
     ]
-    out = subprocess.run(argv, capture_output=True, text=True, check=True, timeout=duration + 60).stdout
+    out = subprocess.run(pinned(cpus, argv), capture_output=True, text=True, check=True, timeout=duration + 60).stdout
     latency = dict(re.findall(r"^\s+(50|99)%\s+(\S+)$", out, re.M))
     refused = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
     socket_errors = re.search(r"Socket errors: (.*)", out)
@@ -142,6 +148,10 @@ def main() -> int:
     # as `make bench` runs bench/serve.py: the in-flight bound above the connections, so that it measures
     # the processes, not refusals
     parser.add_argument("--server-args", default="--max-in-flight 64", help="extra flags for every server")
+    parser.add_argument("--wrk-threads", type=int, default=2)
+    parser.add_argument("--nginx-workers", type=int, default=1)
+    parser.add_argument("--server-cpus", help="taskset's CPU list for the servers (a bigger machine: 4-15)")
+    parser.add_argument("--client-cpus", help="taskset's CPU list for wrk and nginx (a bigger machine: 0-3)")
     args = parser.parse_args()
     if shutil.which("wrk") is None:
         raise SystemExit("bench: wrk not found (apt-get install -y wrk)")
@@ -159,20 +169,22 @@ def main() -> int:
         for n in range(args.instances):
             port = free_port()
             argv = [sys.executable, "-m", "cnn_mnist.serving.cli", "--model", args.model, "--port", str(port)]
-            argv += args.server_args.split()
+            argv = pinned(args.server_cpus, argv + args.server_args.split())
             process, _ = start_server(f"cnn-mnist {n + 1}", argv, port, os.path.join(tmp, f"server-{n}.log"), 600)
             servers.append((f"{HOST}:{port}", process))
         one, every = free_port(), free_port()
-        start_nginx(tmp, [(one, "one", [servers[0][0]]), (every, "every", [s for s, _ in servers])])
+        listeners = [(one, "one", [servers[0][0]]), (every, "every", [s for s, _ in servers])]
+        start_nginx(tmp, listeners, args.nginx_workers, args.client_cpus)
+        load = {"threads": args.wrk_threads, "cpus": args.client_cpus}
         for port in (one, every):  # warm-up: every process compiles its batch shapes
-            wrk(port, script, args.connections, 3)
+            wrk(port, script, args.connections, 3, **load)
         results = {one: [], every: []}
         for _ in range(args.rounds):
             for port in (one, every):
                 cpu_before = [cpu_seconds(p.pid) for _, p in servers]
                 idle_before, total_before = machine_idle()
                 time.sleep(2)  # requests wrk abandoned at the end of the last run finish first
-                result = wrk(port, script, args.connections, args.seconds)
+                result = wrk(port, script, args.connections, args.seconds, **load)
                 idle_after, total_after = machine_idle()
                 result["server_cpu"] = [
                     (cpu_seconds(p.pid) - b) / args.seconds for (_, p), b in zip(servers, cpu_before, strict=True)
@@ -183,7 +195,10 @@ def main() -> int:
             problems = [line.split("] ", 1)[-1].split(", client")[0] for line in log if "[warn]" not in line]
     cpu = subprocess.run(["lscpu"], capture_output=True, text=True).stdout
     model_name = next((line.split(":", 1)[1].strip() for line in cpu.splitlines() if "Model name" in line), "?")
-    print(f"bench: {os.cpu_count()} CPUs ({model_name}); wrk -t2 -c{args.connections}, {args.seconds:g} s a run")
+    print(
+        f"bench: {os.cpu_count()} CPUs ({model_name}); wrk -t{args.wrk_threads} -c{args.connections}, "
+        f"{args.seconds:g} s a run; nginx {args.nginx_workers} worker(s)"
+    )
     header = f"{'behind nginx':>14} {'req/s':>8} {'p50 ms':>8} {'p99 ms':>8}"
     print(f"{header} {'non-2xx':>8} {'server CPU (cores)':>22} {'machine busy':>13}")
     for port, label in ((one, "1 process"), (every, f"{args.instances} processes")):
