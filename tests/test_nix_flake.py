@@ -318,6 +318,22 @@ def test_network_proxy_spreads_over_the_backends_and_retries():
     assert m["extraHosts"].splitlines() == [f"192.168.56.{100 + i} backend-{i}" for i in range(1, 4)]
 
 
+def test_network_with_instances_runs_them_on_every_machine():
+    network = f"({flake_expr()}.outputs.nixopsConfigurations.default {{ replicas = 2; instances = 2; }})"
+    backend = eval_modules(f"[ {network}.backend-1 ]", nodes=NODES)
+    assert backend["failedAssertions"] == []
+    assert sorted(backend["services"]) == ["cnn-mnist-1", "cnn-mnist-2"]
+    assert backend["firewall"]["allowedTCPPorts"] == [8080, 8081]
+    proxy = eval_modules(f"[ {network}.proxy ]", nodes=NODES)
+    servers = ["backend-1:8080", "backend-1:8081", "backend-2:8080", "backend-2:8081"]
+    assert sorted(proxy["nginx"]["upstreams"]["cnn-mnist"]["servers"]) == servers
+    single = eval_modules(f"[ ({flake_expr()}.outputs.nixopsConfigurations.default {{ instances = 3; }}).cnn-mnist ]")
+    assert sorted(single["services"]) == ["cnn-mnist-1", "cnn-mnist-2", "cnn-mnist-3"]
+    assert sorted(single["nginx"]["upstreams"]["cnn-mnist"]["servers"]) == [
+        f"127.0.0.1:{p}" for p in (8080, 8081, 8082)
+    ]
+
+
 def test_network_rejects_zero_replicas():
     proc = run_nix("--eval", "--strict", "-E", f"builtins.attrNames ({flake_expr()}.machines 0)")
     assert proc.returncode != 0 and "assertion" in proc.stderr
