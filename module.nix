@@ -252,6 +252,7 @@ let
   # (CORRECTIONS), run as their user when root runs it
   correctionsTool = pkgs.writeShellApplication {
     name = "cnn-mnist-corrections";
+    runtimeInputs = [ pkgs.coreutils ]; # id
     text = ''
       export CORRECTIONS="''${CORRECTIONS:-${store}}"
       if [ "$(id -u)" = 0 ]; then

@@ -1,5 +1,7 @@
-# NixOS VM test: the module behind nginx answers a test digit on port 80, then
-# switches to a second model by reloading, without a failed request.
+# NixOS VM test: the module behind nginx answers a test digit on port 80, keeps
+# a correction in its SQLite store for cnn-mnist-corrections (run as the
+# servers' static user), then switches to a second model by reloading,
+# without a failed request.
 #
 #   nix build .#checks.x86_64-linux.nixos     or     nix-build -A nixosTest
 {
@@ -11,7 +13,7 @@
 
 let
   # The first test digit of the bundled subset, as a TensorFlow-Serving style
-  # request, and its label.
+  # request, and its label; and a correction of it (0-255 pixels, another label).
   request =
     pkgs.runCommand "cnn-mnist-test-digit"
       {
@@ -27,6 +29,8 @@ let
             json.dump({"instances": [(image / 255).tolist()]}, f)  # the model's input: 0-1
         with open(sys.argv[2] + "/label", "w") as f:
             f.write(str(label))
+        with open(sys.argv[2] + "/correction.json", "w") as f:
+            json.dump({"pixels": image.tolist(), "label": (label + 1) % 10}, f)
         PY
       '';
 in
@@ -46,6 +50,7 @@ pkgs.testers.runNixOSTest {
         nginx.enable = true;
         nginx.virtualHost = "server";
         openFirewall = true;
+        corrections.enable = true; # SQLite in /var/lib/cnn-mnist
       };
 
       environment.systemPackages = [ pkgs.curl ];
@@ -83,6 +88,19 @@ pkgs.testers.runNixOSTest {
     with subtest("a test digit through nginx on port 80 gets the right answer"):
         digit = predicted_digit(server.succeed(predict))
         assert digit == label, f"predicted {digit}, expected {label}"
+
+    with subtest("a correction through nginx is kept where cnn-mnist-corrections reads it"):
+        answer = json.loads(server.succeed(
+            "curl -sf -X POST -H 'Content-Type: application/json' "
+            "--data @${request}/correction.json http://localhost/v1/corrections"
+        ))
+        assert answer["status"] == "pending", answer
+        stats = json.loads(server.succeed("cnn-mnist-corrections stats"))
+        assert stats["pending"] == 1, stats
+        # the servers' static user owns the store, and the tool (run by root) leaves it so
+        server.succeed("cnn-mnist-corrections backup /var/lib/cnn-mnist/backup.sqlite")
+        owners = server.succeed("stat -c %U /var/lib/cnn-mnist/*.sqlite*").split()
+        assert set(owners) == {"cnn-mnist"}, owners
 
     with subtest("switching the model reloads without a failed request"):
         pid_before = server.succeed("systemctl show -P MainPID cnn-mnist.service").strip()

@@ -6,8 +6,10 @@ see it, hydraJobs, nixosModules.default with read-only pkgs, and the NixOps netw
 
 from __future__ import annotations
 
+import ast
 import json
 import os
+import shlex
 import subprocess
 from pathlib import Path
 
@@ -352,6 +354,7 @@ def test_scale_out_vm_test_stops_a_backend_behind_the_proxy():
     t = json.loads(proc.stdout)
     assert t["nodes"] == ["backend1", "backend2", "proxy"]
     script = t["testScript"]
+    ast.parse(script)
     assert 'backend1.succeed("systemctl stop cnn-mnist-1.service")' in script
     assert 'backend2.succeed(f"systemctl stop {units}")' in script
     assert 'assert "FAILED" not in results' in script
@@ -378,6 +381,22 @@ def test_scale_out_vm_test_stops_a_backend_behind_the_proxy():
     assert sorted(proxy["nginx"]["upstreams"]["cnn-mnist"]["servers"]) == servers
     location = proxy["nginx"]["virtualHosts"]["cnn-mnist"]["locations"]["/"]
     assert "proxy_next_upstream_tries 4;" in location["extraConfig"]
+
+
+def test_vm_test_keeps_a_correction_then_reloads():
+    test = f"{flake_expr()}.outputs.checks.x86_64-linux.nixos.test"
+    proc = run_nix("--eval", "--strict", "--json", "-E", f"let t = {test}; in {{ inherit (t) testScript; }}")
+    assert proc.returncode == 0, proc.stderr
+    script = json.loads(proc.stdout)["testScript"]
+    ast.parse(script)  # the driver's Python, at least well-formed
+    assert 'json.loads(server.succeed("cnn-mnist-corrections stats"))' in script
+    assert script.index("/v1/corrections") < script.index("switch-to-configuration test")
+    server = eval_modules(f"[ {test}.nodes.server ]")
+    assert server["failedAssertions"] == []
+    flags = shlex.split(server["service"]["serviceConfig"]["ExecStart"])
+    assert flags[flags.index("--corrections") + 1] == "/var/lib/cnn-mnist/corrections.sqlite"
+    assert flags[flags.index("--trusted-proxy") + 1] == "127.0.0.1"
+    assert [p["name"] for p in server["systemPackages"]] == ["cnn-mnist-corrections", "curl"]
 
 
 # --- NixOps' VirtualBox plugin at nixos-26.05 ---------------------------------------------------
