@@ -1,7 +1,7 @@
-"""The API's description: OpenAPI 3 for /openapi.json, and TensorFlow Serving's model metadata."""
+"""The API's description: OpenAPI 3 for /openapi.json (v2's in openapi_v2), and TensorFlow Serving's model metadata."""
 
 from .. import __version__
-from . import NAME
+from . import NAME, openapi_v2
 
 
 def _array(items, size=None, **more):
@@ -310,6 +310,7 @@ SPEC = {
         },
         "/metrics": _get("Prometheus metrics", _text("text/plain", "Prometheus' text format")),
         "/openapi.json": _get("This document", _json({"type": "object", "required": ["openapi", "paths"]})),
+        **openapi_v2.PATHS,
         "/": _get("The drawing page", _text("text/html", "The page")),
     },
     "components": {
@@ -332,6 +333,7 @@ SPEC = {
                 "properties": {"model_version_status": _array(MODEL_VERSION_STATUS, minItems=1)},
             },
             "Metadata": {"type": "object", "required": ["model_spec", "metadata"]},
+            **openapi_v2.SCHEMAS,
         }
     },
 }
