@@ -6,8 +6,9 @@
   (tests/nix/options-doc.nix: lib.evalModules and lib.optionAttrSetToDocList, as nixpkgs'
   nixosOptionsDoc reads them). It needs nix-instantiate and nixpkgs' lib/: NIXPKGS_LIB (a nixpkgs
   checkout or its lib/), else ../shared/nixpkgs-lib/lib beside the project, as for the tests.
-* cli.md: the flags of `cnn-mnist-train` and `cnn-mnist`, from their argparse parsers, built in an
-  empty environment (so the defaults are the code's, not this shell's); the environment variables an
+* cli.md: the flags of `cnn-mnist-train`, `cnn-mnist` and `cnn-mnist-corrections` (each subcommand's
+  too), from their argparse parsers, built in an empty environment (so the defaults are the code's,
+  not this shell's); the environment variables an
   option's default is read from are found by building the parser again in a probing environment.
 
 The output depends on nothing but the checkout (no times, no absolute paths), so
@@ -37,6 +38,7 @@ SCRIPT = "docs/generate_reference.py"
 CLIS = [
     ("cnn-mnist-train", "cnn_mnist.training.cli"),
     ("cnn-mnist", "cnn_mnist.serving.cli"),
+    ("cnn-mnist-corrections", "cnn_mnist.corrections.cli"),
 ]
 USAGE_WIDTH = 100
 
@@ -244,7 +246,20 @@ def cli_section(command: str, module_name: str) -> list[str]:
     lines = [f"## `{command}`", "", f"Built by `{module_name}`.", ""]
     if parser.description:
         lines += [" ".join(parser.description.split()), ""]
-    lines += [
+    lines += flag_table(parser, usage, variables)
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):  # cnn-mnist-corrections' stats, list, …
+            for name, subparser in action.choices.items():
+                subparser.formatter_class = functools.partial(subparser.formatter_class, width=USAGE_WIDTH)
+                lines += ["", f"### `{command} {name}`", ""]
+                if subparser.description:
+                    lines += [" ".join(subparser.description.split()), ""]
+                lines += flag_table(subparser, subparser.format_usage().strip(), {})
+    return lines
+
+
+def flag_table(parser: argparse.ArgumentParser, usage: str, variables: dict) -> list[str]:
+    lines = [
         "```",
         usage,
         "```",
@@ -253,7 +268,7 @@ def cli_section(command: str, module_name: str) -> list[str]:
         "| --- | --- | --- | --- | --- |",
     ]
     for action in parser._actions:
-        if action.help is argparse.SUPPRESS:
+        if action.help is argparse.SUPPRESS or isinstance(action, argparse._SubParsersAction):
             continue
         flags = ", ".join(f"`{s}`" for s in action.option_strings) or f"`{action.metavar or action.dest}`"
         env = ", then ".join(f"`{name}`" for name in variables.get(action.dest, []))
