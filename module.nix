@@ -372,10 +372,10 @@ in
 
         Memory is N times one process.  One process's RSS after warm-up
         (`bench/backend_memory.py`, 2026-12-01): about 680 MB with
-        tensorflow, 380 MB with jax, 540 MB with torch, of which 285, 227
-        and 360 MB are anonymous memory, private to each process; the rest
-        is mostly the backend's shared libraries, whose pages the processes
-        share.  Budget N times the RSS to be safe.  A model change reloads
+        tensorflow, 380 MB with jax, 540 MB with torch.  The processes
+        share the backend's libraries' pages, so each further one adds
+        less: about 350, 250 and 360 MB (two processes' PSS, same bench).
+        Budget N times the RSS to be safe.  A model change reloads
         every process at once (each keeps serving until its new model
         passes the canary check).
       '';
