@@ -200,14 +200,15 @@ let
       ];
       UMask = "0077";
     }
-    // sharedUser;
+    // unitUser;
   };
 
-  # N > 1 processes run as one dynamic user, so that they share the cache
-  # directory: units naming the same User= share one dynamic UID
-  # (systemd.exec(5), DynamicUser=); units of their own would each chown it.
-  # Corrections need a static user instead (see `user` below).
-  sharedUser =
+  # Who the units run as.  N > 1 processes run as one dynamic user, so that
+  # they share the cache directory: units naming the same User= share one
+  # dynamic UID (systemd's dynamic-user.c keeps one allocation per name);
+  # units of their own would each chown it.  Corrections need a static user
+  # instead (see `user` below).
+  unitUser =
     if corrections.enable then
       {
         DynamicUser = false;
