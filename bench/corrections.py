@@ -1,0 +1,201 @@
+"""Corrections over HTTP: what SQLite and PostgreSQL sustain at 16 clients, and what they cost /predict.
+
+    flock /tmp/bench.lock .venv/bin/python bench/corrections.py --model out [--seconds 8] [--rounds 2]
+
+For each store, one `cnn-mnist --corrections STORE --corrections-per-minute 0` and, in rounds:
+/predict alone at 16 clients (the reference), /predict beside 16 correction clients each sending one a
+second (paced), /predict beside 16 correction clients flat out, and corrections alone flat out. Every
+client is closed-loop on its own keep-alive connection, in two spawned processes (one for /predict, one
+for corrections), and sends a different real digit each request (a correction: a different digit and
+label, so every one is a new row). The goal (issue 18): /predict's p99 rises ≤ 10 % beside corrections.
+PostgreSQL is Debian's, started in a temporary directory as tests/postgres.py does. Only loopback is used.
+"""
+
+import argparse
+import atexit
+import http.client
+import json
+import multiprocessing
+import os
+import sys
+import tempfile
+import threading
+import time
+from datetime import datetime, timezone
+
+from serve import HEADERS, HOST, ROOT, free_port, percentile, start_server, stop_servers
+
+from train import cpu_description
+
+sys.path.insert(0, os.path.join(ROOT, "tests"))
+from postgres import PostgresServer  # noqa: E402  (the tests' real PostgreSQL, started the same way)
+
+CLIENTS = 16
+GOAL_P99_RISE = 0.10
+DATASET = os.path.join(ROOT, "data", "mnist-small.npz")
+
+
+def _bodies(kind):
+    import numpy as np
+
+    with np.load(DATASET) as data:
+        images = np.concatenate([data["x_train"], data["x_test"]])
+    if kind == "predict":
+        return [json.dumps({"pixels": image.tolist()}).encode() for image in images[:1024]]
+    return [image.tolist() for image in images]
+
+
+def _load(port, kind, clients, first, interval, t_start, t_measure, t_end):
+    """`clients` closed-loop threads on `kind` ("predict" or "correct"); → (latencies in the window, errors)."""
+    bodies = _bodies(kind)
+    out = []
+
+    def client(k):
+        conn = http.client.HTTPConnection(HOST, port, timeout=30)
+        latencies, errors, i = [], [], first + k
+        time.sleep(max(0.0, t_start - time.monotonic()))
+        while time.monotonic() < t_end:
+            if kind == "predict":
+                path, body = "/predict", bodies[i % len(bodies)]
+            else:  # image i mod N with label i div N: a new (image, label) for every i below 10 N
+                image, label = bodies[i % len(bodies)], (i // len(bodies)) % 10
+                path, body = "/v1/corrections", json.dumps({"pixels": image, "label": label}).encode()
+            i += clients
+            sent = time.monotonic()
+            try:
+                conn.request("POST", path, body, HEADERS)
+                response = conn.getresponse()
+                data = response.read()
+                problem = None if response.status in (200, 201) else f"HTTP {response.status}: {data[:120]!r}"
+            except (OSError, http.client.HTTPException) as error:
+                conn.close()
+                problem = repr(error)
+            done = time.monotonic()
+            if t_measure <= done <= t_end:
+                (errors.append(problem) if problem else latencies.append(done - sent))
+            if interval:
+                time.sleep(max(0.0, sent + interval - time.monotonic()))
+        conn.close()
+        out.append((latencies, errors))
+
+    threads = [threading.Thread(target=client, args=(k,)) for k in range(clients)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    return [x for lat, _ in out for x in lat], [e for _, err in out for e in err]
+
+
+class Phases:
+    """Runs phases of /predict and/or correction clients at once in two spawned processes."""
+
+    def __init__(self, seconds, warmup=1.0):
+        self.pool = multiprocessing.get_context("spawn").Pool(2)
+        self.seconds, self.warmup, self.offset = seconds, warmup, 0
+
+    def run(self, port, predict, correct, interval=0.0):
+        start = time.monotonic() + 3.0  # the workers build their bodies meanwhile
+        times = (start, start + self.warmup, start + self.warmup + self.seconds)
+        jobs = {}
+        if predict:
+            jobs["predict"] = self.pool.apply_async(_load, (port, "predict", CLIENTS, 0, 0.0, *times))
+        if correct:
+            jobs["correct"] = self.pool.apply_async(_load, (port, "correct", CLIENTS, self.offset, interval, *times))
+            self.offset += 20_000  # the next phase's corrections are new rows too (6 phases: i < 200,000)
+        results = {}
+        for kind, job in jobs.items():
+            latencies, errors = job.get(timeout=self.seconds + 120)
+            latencies.sort()
+            results[kind] = {
+                "per_s": len(latencies) / self.seconds,
+                "p50_ms": 1000 * percentile(latencies, 50),
+                "p99_ms": 1000 * percentile(latencies, 99),
+                "errors": len(errors),
+                "first_error": errors[0] if errors else None,
+            }
+        return results
+
+    def close(self):
+        self.pool.terminate()
+
+
+def bench_store(name, url, args, phases, log_dir):
+    port = free_port()
+    argv = [sys.executable, "-m", "cnn_mnist.serving.cli", "--model", os.path.abspath(args.model)]
+    argv += ["--port", str(port), "--corrections", url, "--corrections-per-minute", "0"]
+    start_server(name, argv, port, os.path.join(log_dir, f"{name}.log"), 180.0)
+    rounds = []
+    try:
+        phases.run(port, predict=True, correct=False)  # warm-up, not counted
+        for _ in range(args.rounds):
+            rounds.append(
+                {
+                    "alone": phases.run(port, predict=True, correct=False),
+                    "paced": phases.run(port, predict=True, correct=True, interval=1.0),
+                    "flat_out": phases.run(port, predict=True, correct=True),
+                    "corrections_alone": phases.run(port, predict=False, correct=True),
+                }
+            )
+    finally:
+        stop_servers()
+    return rounds
+
+
+def report(results):
+    print(
+        "\n| store | round | corrections/s alone | beside /predict | /predict p50 / p99 ms alone | "
+        "beside 16/s corrections | rise | beside corrections flat out | rise | errors |"
+    )
+    print("|---|---|---|---|---|---|---|---|---|---|")
+    met = True
+    for store, rounds in results.items():
+        for i, r in enumerate(rounds, 1):
+            alone, paced, flat = r["alone"]["predict"], r["paced"]["predict"], r["flat_out"]["predict"]
+            rise_paced, rise_flat = paced["p99_ms"] / alone["p99_ms"] - 1, flat["p99_ms"] / alone["p99_ms"] - 1
+            met &= rise_paced <= GOAL_P99_RISE
+            errors = sum(p[k]["errors"] for p in r.values() for k in p)
+            print(
+                f"| {store} | {i} | {r['corrections_alone']['correct']['per_s']:.0f} | "
+                f"{r['flat_out']['correct']['per_s']:.0f} | {alone['p50_ms']:.1f} / {alone['p99_ms']:.1f} | "
+                f"{paced['p50_ms']:.1f} / {paced['p99_ms']:.1f} | {100 * rise_paced:+.0f} % | "
+                f"{flat['p50_ms']:.1f} / {flat['p99_ms']:.1f} | {100 * rise_flat:+.0f} % | {errors} |"
+            )
+    return met
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--model", required=True)
+    parser.add_argument("--seconds", type=float, default=8.0)
+    parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument("--stores", default="sqlite,postgresql")
+    parser.add_argument("--json", metavar="OUT")
+    args = parser.parse_args()
+    phases = Phases(args.seconds)  # first: spawned before any thread
+    atexit.register(stop_servers)
+    print(
+        f"{datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC, {cpu_description()}; {args.rounds} rounds of "
+        f"{args.seconds:g} s phases at {CLIENTS} clients each",
+        flush=True,
+    )
+    results = {}
+    with tempfile.TemporaryDirectory() as work:
+        try:
+            for store in args.stores.split(","):
+                if store == "sqlite":
+                    results[store] = bench_store(store, os.path.join(work, "c.sqlite"), args, phases, work)
+                else:
+                    with PostgresServer() as postgres:
+                        results[store] = bench_store(store, postgres.new_database(), args, phases, work)
+        finally:
+            phases.close()
+    met = report(results)
+    print(f"\ngoal (p99 beside 16 corrections/s ≤ +{100 * GOAL_P99_RISE:.0f} %): {'met' if met else 'missed'}")
+    if args.json:
+        with open(args.json, "w") as stream:
+            json.dump(results, stream, indent=1)
+    return 0 if met else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
