@@ -143,12 +143,22 @@ def _tf_serving_routes(prefix, parameter=None):
             else {"400": _json(_ref("Error"), "No such label, or one holding / or : (a malformed request)")}
         )
 
+    def malformed(method):
+        """TF Serving's handler routes only GET on status and metadata, POST on the rest: the other is a 400."""
+        answer = _json(_ref("Error"), f"Malformed request: TF Serving's INVALID_ARGUMENT for {method.upper()} here")
+        return {method: {"summary": f"{method.upper()}: TF Serving's Malformed request", "responses": {"400": answer}}}
+
     def get(summary, schema):
-        return {**scope, "get": {"summary": summary, "responses": {"200": _json(_ref(schema)), **not_found}}}
+        return {
+            **scope,
+            "get": {"summary": summary, "responses": {"200": _json(_ref(schema)), **not_found}},
+            **malformed("post"),
+        }
 
     def predict_only(verb):
         return {
             **scope,
+            **malformed("get"),
             "post": {
                 "summary": f"TensorFlow Serving REST {verb}: always a 400, the model has a predict signature only",
                 "requestBody": {"required": True, "content": {"application/json": {"schema": {"type": "object"}}}},
@@ -161,6 +171,7 @@ def _tf_serving_routes(prefix, parameter=None):
         f"{prefix}/metadata": get("TensorFlow Serving model metadata (signature)", "Metadata"),
         f"{prefix}:predict": {
             **scope,
+            **malformed("get"),
             "post": {
                 "summary": "TensorFlow Serving REST predict (row `instances` or columnar `inputs`)",
                 "requestBody": {"required": True, "content": {"application/json": {"schema": TF_PREDICT_JSON}}},
