@@ -5,6 +5,7 @@ server refuses (tests/test_fuzz.py checks it), so the schemas are as strict as k
 JSON schema can say it, and looser where it cannot (a shape's product against the data's length).
 """
 
+from . import NAME
 from .kserve_tensors import IMAGE_SHAPES, INPUT, OUTPUTS, PIXEL_TYPES
 
 
@@ -151,7 +152,7 @@ INFER_ERRORS = {
         "headers": {"Retry-After": {"description": "Seconds to wait", "schema": {"type": "integer", "minimum": 1}}},
     },
 }
-MODEL_NAME = {"name": "model_name", "in": "path", "required": True, "schema": {"type": "string", "enum": ["cnn-mnist"]}}
+MODEL_NAME = {"name": "model_name", "in": "path", "required": True, "schema": {"type": "string", "enum": [NAME]}}
 MODEL_VERSION = {
     "name": "model_version",
     "in": "path",
