@@ -6,6 +6,7 @@ tensors unless told otherwise, so both the JSON and the binary forms are what it
 
 import json
 import os
+import threading
 import urllib.error
 import urllib.request
 from types import SimpleNamespace
@@ -16,6 +17,7 @@ from conftest import metric, start_server
 from helpers import get, post, stop
 
 from cnn_mnist import __version__
+from cnn_mnist.serving.app import create_app
 
 IMAGES = 8
 
@@ -233,3 +235,34 @@ def test_server_ready_is_false_while_draining(app, client):
         assert client.get("/v2/health/live").status_code == 200
     finally:
         app.extensions["cnn_mnist"].draining.clear()
+
+
+def test_inference_goes_through_the_batcher_and_the_in_flight_bound(trained_model, test_set):
+    """One slot: a v2 request held inside the batcher's pass fills it, and the next is a 503 with Retry-After."""
+    app = create_app({"MODEL": str(trained_model), "MAX_IN_FLIGHT": 1})
+    batcher, entered, released = app.extensions["cnn_mnist"].batcher, threading.Event(), threading.Event()
+    forward = batcher.predict
+
+    def held(images, predictor):
+        entered.set()
+        assert released.wait(60), "the test never released the held pass"
+        return forward(images, predictor)
+
+    batcher.predict = held
+    body = {
+        "inputs": [{"name": "input", "datatype": "UINT8", "shape": [1, 784], "data": test_set[0][0].ravel().tolist()}]
+    }
+    first = []
+    thread = threading.Thread(
+        target=lambda: first.append(app.test_client().post("/v2/models/cnn-mnist/infer", json=body))
+    )
+    thread.start()
+    try:
+        assert entered.wait(60)
+        refused = app.test_client().post("/v2/models/cnn-mnist/infer", json=body)
+        assert refused.status_code == 503 and refused.headers["Retry-After"] == "1"
+        assert refused.json == {"error": "the server is answering 1 predictions already; try again"}
+    finally:
+        released.set()
+        thread.join(60)
+    assert first[0].status_code == 200 and first[0].json["outputs"][1]["data"] == [int(test_set[1][0])]
