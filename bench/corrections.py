@@ -7,7 +7,10 @@ For each store, one `cnn-mnist --corrections STORE --corrections-per-minute 0` a
 second (paced), /predict beside 16 correction clients flat out, and corrections alone flat out. Every
 client is closed-loop on its own keep-alive connection, in two spawned processes (one for /predict, one
 for corrections), and sends a different real digit each request (a correction: a different digit and
-label, so every one is a new row). The goal (issue 18): /predict's p99 rises ≤ 10 % beside corrections.
+label, so every one is a new row). The goal (issue 18): /predict's p99 rises ≤ 10 % beside corrections,
+read on the median of the rounds (a shared machine's noise moves one round's p99 by tens of percent).
+The server's own CPU time a request (from /proc, over a phase of one kind only) is the figure noise
+moves least.
 PostgreSQL is Debian's, started in a temporary directory as tests/postgres.py does. Only loopback is used.
 """
 
@@ -17,12 +20,14 @@ import http.client
 import json
 import multiprocessing
 import os
+import statistics
 import sys
 import tempfile
 import threading
 import time
 from datetime import datetime, timezone
 
+from loadgen import cpu_seconds, machine_idle
 from serve import HEADERS, HOST, ROOT, free_port, percentile, start_server, stop_servers
 
 from train import cpu_description
@@ -93,7 +98,8 @@ class Phases:
         self.pool = multiprocessing.get_context("spawn").Pool(2)
         self.seconds, self.warmup, self.offset = seconds, warmup, 0
 
-    def run(self, port, predict, correct, interval=0.0):
+    def run(self, server, port, predict, correct, interval=0.0):
+        """One phase; → {kind: figures}, and "machine": the server's CPU seconds and the machine's busy share."""
         start = time.monotonic() + 3.0  # the workers build their bodies meanwhile
         times = (start, start + self.warmup, start + self.warmup + self.seconds)
         jobs = {}
@@ -102,7 +108,11 @@ class Phases:
         if correct:
             jobs["correct"] = self.pool.apply_async(_load, (port, "correct", CLIENTS, self.offset, interval, *times))
             self.offset += 20_000  # the next phase's corrections are new rows too (6 phases: i < 200,000)
-        results = {}
+        time.sleep(max(0.0, times[1] - time.monotonic()))
+        cpu, (idle, total) = cpu_seconds(server.pid), machine_idle()
+        time.sleep(max(0.0, times[2] - time.monotonic()))
+        (idle_end, total_end), cpu_end = machine_idle(), cpu_seconds(server.pid)
+        results = {"machine": {"server_cpu_s": cpu_end - cpu, "busy": 1 - (idle_end - idle) / (total_end - total)}}
         for kind, job in jobs.items():
             latencies, errors = job.get(timeout=self.seconds + 120)
             latencies.sort()
@@ -123,17 +133,17 @@ def bench_store(name, url, args, phases, log_dir):
     port = free_port()
     argv = [sys.executable, "-m", "cnn_mnist.serving.cli", "--model", os.path.abspath(args.model)]
     argv += ["--port", str(port), "--corrections", url, "--corrections-per-minute", "0"]
-    start_server(name, argv, port, os.path.join(log_dir, f"{name}.log"), 180.0)
+    server, _ = start_server(name, argv, port, os.path.join(log_dir, f"{name}.log"), 180.0)
     rounds = []
     try:
-        phases.run(port, predict=True, correct=False)  # warm-up, not counted
+        phases.run(server, port, predict=True, correct=False)  # warm-up, not counted
         for _ in range(args.rounds):
             rounds.append(
                 {
-                    "alone": phases.run(port, predict=True, correct=False),
-                    "paced": phases.run(port, predict=True, correct=True, interval=1.0),
-                    "flat_out": phases.run(port, predict=True, correct=True),
-                    "corrections_alone": phases.run(port, predict=False, correct=True),
+                    "alone": phases.run(server, port, predict=True, correct=False),
+                    "paced": phases.run(server, port, predict=True, correct=True, interval=1.0),
+                    "flat_out": phases.run(server, port, predict=True, correct=True),
+                    "corrections_alone": phases.run(server, port, predict=False, correct=True),
                 }
             )
     finally:
@@ -141,26 +151,56 @@ def bench_store(name, url, args, phases, log_dir):
     return rounds
 
 
-def report(results):
+def report(results, seconds):
+    """A row per round and the median of the rounds per store; the goal is read on the medians."""
     print(
-        "\n| store | round | corrections/s alone | beside /predict | /predict p50 / p99 ms alone | "
-        "beside 16/s corrections | rise | beside corrections flat out | rise | errors |"
+        "\n| store | round | corrections/s alone | beside /predict | server CPU ms a correction / a prediction | "
+        "/predict p50 / p99 ms alone | beside 16/s corrections | p99 rise | beside corrections flat out | p99 rise "
+        "| machine busy | errors |"
     )
-    print("|---|---|---|---|---|---|---|---|---|---|")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|")
     met = True
     for store, rounds in results.items():
-        for i, r in enumerate(rounds, 1):
-            alone, paced, flat = r["alone"]["predict"], r["paced"]["predict"], r["flat_out"]["predict"]
-            rise_paced, rise_flat = paced["p99_ms"] / alone["p99_ms"] - 1, flat["p99_ms"] / alone["p99_ms"] - 1
-            met &= rise_paced <= GOAL_P99_RISE
-            errors = sum(p[k]["errors"] for p in r.values() for k in p)
-            print(
-                f"| {store} | {i} | {r['corrections_alone']['correct']['per_s']:.0f} | "
-                f"{r['flat_out']['correct']['per_s']:.0f} | {alone['p50_ms']:.1f} / {alone['p99_ms']:.1f} | "
-                f"{paced['p50_ms']:.1f} / {paced['p99_ms']:.1f} | {100 * rise_paced:+.0f} % | "
-                f"{flat['p50_ms']:.1f} / {flat['p99_ms']:.1f} | {100 * rise_flat:+.0f} % | {errors} |"
-            )
+        rows = [_row(r, seconds) for r in rounds]
+        for i, row in enumerate(rows, 1):
+            _print(store, i, row)
+        median = {key: statistics.median(row[key] for row in rows) for key in rows[0]}
+        _print(store, "median", median)
+        met &= median["rise_paced"] <= GOAL_P99_RISE
     return met
+
+
+def _row(r, seconds):
+    alone, paced, flat = r["alone"]["predict"], r["paced"]["predict"], r["flat_out"]["predict"]
+    corrections = r["corrections_alone"]
+    return {
+        "corrections": corrections["correct"]["per_s"],
+        "beside": r["flat_out"]["correct"]["per_s"],
+        "cpu_correction_ms": 1000
+        * corrections["machine"]["server_cpu_s"]
+        / (corrections["correct"]["per_s"] * seconds),
+        "cpu_prediction_ms": 1000 * r["alone"]["machine"]["server_cpu_s"] / (alone["per_s"] * seconds),
+        "p50": alone["p50_ms"],
+        "p99": alone["p99_ms"],
+        "paced_p50": paced["p50_ms"],
+        "paced_p99": paced["p99_ms"],
+        "rise_paced": paced["p99_ms"] / alone["p99_ms"] - 1,
+        "flat_p50": flat["p50_ms"],
+        "flat_p99": flat["p99_ms"],
+        "rise_flat": flat["p99_ms"] / alone["p99_ms"] - 1,
+        "busy": statistics.mean(p["machine"]["busy"] for p in r.values()),
+        "errors": sum(p[k]["errors"] for p in r.values() for k in p if k != "machine"),
+    }
+
+
+def _print(store, label, row):
+    print(
+        f"| {store} | {label} | {row['corrections']:.0f} | {row['beside']:.0f} | "
+        f"{row['cpu_correction_ms']:.2f} / {row['cpu_prediction_ms']:.2f} | {row['p50']:.1f} / {row['p99']:.1f} | "
+        f"{row['paced_p50']:.1f} / {row['paced_p99']:.1f} | {100 * row['rise_paced']:+.0f} % | "
+        f"{row['flat_p50']:.1f} / {row['flat_p99']:.1f} | {100 * row['rise_flat']:+.0f} % | "
+        f"{100 * row['busy']:.0f} % | {row['errors']:.0f} |"
+    )
 
 
 def main() -> int:
@@ -189,8 +229,8 @@ def main() -> int:
                         results[store] = bench_store(store, postgres.new_database(), args, phases, work)
         finally:
             phases.close()
-    met = report(results)
-    print(f"\ngoal (p99 beside 16 corrections/s ≤ +{100 * GOAL_P99_RISE:.0f} %): {'met' if met else 'missed'}")
+    met = report(results, args.seconds)
+    print(f"\ngoal (median p99 beside 16 corrections/s ≤ +{100 * GOAL_P99_RISE:.0f} %): {'met' if met else 'missed'}")
     if args.json:
         with open(args.json, "w") as stream:
             json.dump(results, stream, indent=1)
