@@ -398,3 +398,16 @@ def test_x_forwarded_for_counts_only_from_a_trusted_proxy(limited):
     assert statuses(answers) == ["kept"] * 3 + [429]
     # a client cannot escape its bucket by prefixing addresses of its own
     assert send(0, "127.0.0.1", "203.0.113.1, 198.51.100.1").status_code == 429
+
+
+def test_a_store_that_fails_under_the_server_is_a_503_with_retry_after(trained_model, tmp_path):
+    from cnn_mnist.serving.app import create_app
+
+    store = open_store(str(tmp_path / "c.sqlite"))
+    app = create_app({"MODEL": str(trained_model), "CORRECTIONS": store})
+    client = app.test_client()
+    assert client.post(ROUTE, json={"pixels": GOOD, "label": 1}).status_code == 201
+    store.close()  # as a database gone away: every query raises StoreError
+    answer = client.post(ROUTE, json={"pixels": GOOD, "label": 2})
+    assert answer.status_code == 503 and answer.headers["Retry-After"] == "5" and "unavailable" in answer.json["error"]
+    assert metric(client.get("/metrics").text, "cnn_mnist_corrections_store_up") == 0
