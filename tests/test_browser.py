@@ -523,6 +523,15 @@ def corrections_server(trained_model, tmp_path_factory):
     stop(process)
 
 
+def test_without_corrections_the_page_has_no_correction_buttons(desktop_page):
+    page = desktop_page
+    sync_api.expect(page.locator("#canary")).to_contain_text("canary accuracy")  # /readyz has been read
+    draw_with_mouse(page, 1)
+    wait_for_answer(page)
+    assert page.locator("#correction").is_hidden()
+    assert page.locator("#correction-digits button").count() == 0
+
+
 STORED_AS_SAID = ("28×28 image", "the digit you choose", "the time", "model's version", "No IP address", "no cookie")
 
 
