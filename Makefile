@@ -108,6 +108,10 @@ bench: $(MODEL_DIR)/model.keras $(VENV)/.test-installed system-deps
 	$(BIN)/python bench/version_memory.py --model $(MODEL_DIR)/model.keras
 	$(BIN)/python bench/backend_memory.py --model $(MODEL_DIR)/model.keras
 	$(BIN)/python bench/instances.py --model $(MODEL_DIR)/model.keras
+	$(BIN)/python bench/kserve_binary.py --model $(MODEL_DIR)/model.keras
+	$(BIN)/python bench/tf_serving_conformance.py
+	$(BIN)/python bench/corrections.py --model $(MODEL_DIR)/model.keras
+	$(BIN)/python bench/poisoned_corrections.py
 	$(BIN)/python bench/quick_loop.py
 
 clean:

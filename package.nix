@@ -60,6 +60,7 @@ python3Packages.buildPythonApplication rec {
   pythonImportsCheck = [
     "cnn_mnist.serving.app"
     "cnn_mnist.training.cli"
+    "cnn_mnist.corrections.cli"
   ];
 
   passthru = {

@@ -155,6 +155,7 @@ def test_the_package_wheel_holds_the_server_the_trainer_and_their_data(package):
     assert {"keras", "flask", "waitress", "prometheus-client", "orjson"} <= requirements
     assert "cnn-mnist = cnn_mnist.serving.cli:main" in entry_points
     assert "cnn-mnist-train = cnn_mnist.training.cli:main" in entry_points
+    assert "cnn-mnist-corrections = cnn_mnist.corrections.cli:main" in entry_points
     for name in [
         "cnn_mnist/serving/static/index.html",
         "cnn_mnist/serving/static/app.js",
