@@ -244,7 +244,8 @@ def test_body_over_the_limit_is_413(small_limit_client):
         ("POST", "/metrics", 405),
         ("GET", "/nowhere", 404),
         ("POST", "/predict/extra", 404),
-        ("GET", "/v2/models/cnn-mnist", 404),
+        ("GET", "/v2/models/another-model", 404),
+        ("POST", "/v2/models/cnn-mnist", 405),
     ],
 )
 def test_unknown_routes_and_methods(client, method, path, status):
