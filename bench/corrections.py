@@ -58,7 +58,8 @@ def _load(port, kind, clients, first, interval, t_start, t_measure, t_end):
     def client(k):
         conn = http.client.HTTPConnection(HOST, port, timeout=30)
         latencies, errors, i = [], [], first + k
-        time.sleep(max(0.0, t_start - time.monotonic()))
+        # paced clients spread over the interval: started together, 16 would arrive at once every second
+        time.sleep(max(0.0, t_start + k * interval / clients - time.monotonic()))
         while time.monotonic() < t_end:
             if kind == "predict":
                 path, body = "/predict", bodies[i % len(bodies)]
