@@ -67,6 +67,21 @@ def test_set():
         return data["x_test"], data["y_test"]
 
 
+@pytest.fixture(scope="session")
+def postgres():
+    """One real PostgreSQL server (tests/postgres.py) for the whole run; each store takes a new database in it."""
+    from postgres import PostgresServer
+
+    with PostgresServer() as server:
+        yield server
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.slow)])
+def backend(request):
+    """The corrections store's back end: SQLite (quick), or PostgreSQL (slow: it starts a server)."""
+    return request.param
+
+
 @pytest.fixture(scope="module")
 def app(trained_model):
     """The app in-process on `trained_model` (one per test module, so counters start afresh)."""

@@ -16,25 +16,13 @@ import numpy as np
 import pytest
 from conftest import ROOT
 from PIL import Image
-from postgres import PostgresServer, store_url
+from postgres import store_url
 
 from cnn_mnist.corrections.cli import main
 from cnn_mnist.corrections.store import open_store
 
-BACKENDS = ["sqlite", pytest.param("postgresql", marks=pytest.mark.slow)]
 LISTED = {"id", "label", "predicted", "model_version", "status", "created"}
 ZIP_CLOCK_DEADLINE_S = 5  # zip times go in 2 s steps
-
-
-@pytest.fixture(scope="module")
-def postgres():
-    with PostgresServer() as server:
-        yield server
-
-
-@pytest.fixture(params=BACKENDS)
-def backend(request):
-    return request.param
 
 
 @pytest.fixture

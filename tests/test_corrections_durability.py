@@ -11,7 +11,6 @@ import numpy as np
 import pytest
 from conftest import start_server
 from helpers import post, stop
-from postgres import PostgresServer
 
 from cnn_mnist.corrections.store import open_store
 
@@ -20,12 +19,6 @@ ACKNOWLEDGED = 100
 SHARED = 200  # corrections both servers are sent, each by both, in opposite orders
 THREADS = 4  # per server
 SERVE = ("--corrections-per-minute", "0")  # the rate limit is tested in test_corrections_api.py
-
-
-@pytest.fixture(scope="module")
-def postgres():
-    with PostgresServer() as server:
-        yield server
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])

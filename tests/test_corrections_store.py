@@ -16,25 +16,13 @@ import threading
 import numpy as np
 import pytest
 from conftest import ROOT
-from postgres import PostgresServer, store_url
+from postgres import store_url
 
 from cnn_mnist.core.errors import UsageError
 from cnn_mnist.corrections import schema
 from cnn_mnist.corrections.store import open_store
 
-BACKENDS = ["sqlite", pytest.param("postgresql", marks=pytest.mark.slow)]
 PROCESS_TIMEOUT_S = 120
-
-
-@pytest.fixture(scope="module")
-def postgres():
-    with PostgresServer() as server:
-        yield server
-
-
-@pytest.fixture(params=BACKENDS)
-def backend(request):
-    return request.param
 
 
 @pytest.fixture

@@ -26,6 +26,7 @@ from .inputs import (
     InputError,
     decode_base64_images,
     decode_images,
+    json_object,
     only_numbers_under,
     pixel_array,
 )
@@ -179,7 +180,7 @@ def _register_routes(app, store, batcher, metrics):
                 answer["input"] = png_data_url(image)
         return jsonify(answers if is_batch else answers[0])
 
-    tf_serving.register(app, store, served, functools.partial(_classify, batcher), admitting, budget, _json_object)
+    tf_serving.register(app, store, served, functools.partial(_classify, batcher), admitting, budget)
 
     @app.get("/healthz")
     def healthz():
@@ -210,19 +211,9 @@ def _register_routes(app, store, batcher, metrics):
         return jsonify(openapi.SPEC)
 
 
-def _json_object() -> dict:
-    try:
-        body = request.get_json(force=True, silent=True)
-    except RecursionError:  # `silent` covers ValueError only; the parser's depth limit raises this
-        raise InputError("the JSON body is nested too deeply") from None
-    if not isinstance(body, dict):
-        raise InputError("the body must be a JSON object")
-    return body
-
-
 def _version_request() -> dict:
     """The optional "version" or "label" of a /predict request (JSON body or multipart form field)."""
-    fields = request.form if request.mimetype == "multipart/form-data" else _json_object()
+    fields = request.form if request.mimetype == "multipart/form-data" else json_object()
     chosen = {key: fields[key] for key in ("version", "label") if key in fields}
     if len(chosen) > 1:
         raise InputError('send at most one of "version" and "label"')
@@ -243,7 +234,7 @@ def _predict_request(budget: Budget):
         if include_input not in ("true", "false"):
             raise InputError('the form field "include_input" must be true or false')
         return decode_images([upload.read() for upload in uploads], budget), len(uploads) > 1, include_input == "true"
-    body = _json_object()
+    body = json_object()
     include_input = body.get("include_input", False)
     if not isinstance(include_input, bool):
         raise InputError('"include_input" must be true or false')

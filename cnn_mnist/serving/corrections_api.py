@@ -21,7 +21,7 @@ from werkzeug.exceptions import RequestEntityTooLarge
 
 from ..corrections.store import STATUSES, Store, StoreError, open_store
 from .client_address import client_address
-from .inputs import Budget, InputError, pixel_array
+from .inputs import Budget, InputError, json_object, pixel_array
 from .rate_limit import RateLimiter, retry_after
 
 log = logging.getLogger(__name__)
@@ -75,12 +75,7 @@ def register(app, metrics) -> None:
 
 def _correction_request() -> tuple:
     """The body → (image (28, 28) uint8, label, predicted or None, model_version or None), or InputError."""
-    try:
-        body = request.get_json(force=True, silent=True)
-    except RecursionError:  # `silent` covers ValueError only; the parser's depth limit raises this
-        raise InputError("the JSON body is nested too deeply") from None
-    if not isinstance(body, dict):
-        raise InputError("the body must be a JSON object")
+    body = json_object()
     if ("pixels" in body) == ("input" in body):
         raise InputError('send exactly one of "pixels" (28x28 numbers 0-255) or "input" (the data: URL /predict gave)')
     image = _pixels(body["pixels"]) if "pixels" in body else _png(body["input"])

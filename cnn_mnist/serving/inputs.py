@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from itertools import chain
 
 import numpy as np
+from flask import request
 from PIL import Image, UnidentifiedImageError
 
 from ..core.errors import ImageError
@@ -35,6 +36,17 @@ class InputError(Exception):
     def __init__(self, message: str, status: int = 400):
         super().__init__(message)
         self.status = status
+
+
+def json_object() -> dict:
+    """The request's body as a JSON object, else InputError: broken JSON, another JSON type, or too deep."""
+    try:
+        body = request.get_json(force=True, silent=True)
+    except RecursionError:  # `silent` covers ValueError only; the parser's depth limit raises this
+        raise InputError("the JSON body is nested too deeply") from None
+    if not isinstance(body, dict):
+        raise InputError("the body must be a JSON object")
+    return body
 
 
 @dataclass(frozen=True)

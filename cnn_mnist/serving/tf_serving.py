@@ -12,7 +12,7 @@ from flask import jsonify, request
 from werkzeug.exceptions import MethodNotAllowed, NotFound
 
 from . import NAME, openapi
-from .inputs import InputError, tf_serving_input
+from .inputs import InputError, json_object, tf_serving_input
 
 INT64_MAX = 2**63 - 1  # TF Serving reads a version with absl::SimpleAtoi into an int64
 # The two paths TF Serving's handler knows (http_rest_api_handler.cc); under /v1/ anything else is a 400.
@@ -21,11 +21,11 @@ STATUS_PATH = re.compile(r"/v1/models(?:/([^/:]+))?(?:/versions/(\d+)|/labels/([
 SCOPES = ("", "/versions/<version:version>", "/labels/<label:label>")  # the model, one version, one label
 
 
-def register(app, store, served, classify, admitting, budget, json_object):
+def register(app, store, served, classify, admitting, budget):
     """Add TF Serving's routes for our model, and its 400s and 404s for every other path under /v1/.
 
     `served(version, label)` finds the Version or raises TF Serving's error, `classify(images, predictor)`
-    runs the batcher, `admitting` bounds the predictions in flight, `json_object()` reads the body.
+    runs the batcher, and `admitting` bounds the predictions in flight.
     """
     prefix = f"/v1/models/{NAME}"
 
